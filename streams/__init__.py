@@ -1,0 +1,1 @@
+"""streambank: an event-sourced, CQRS banking pipeline on Kafka."""

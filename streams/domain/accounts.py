@@ -1,0 +1,197 @@
+"""The Account aggregate: open, deposit, withdraw, close."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from .base import (
+    ZERO,
+    Command,
+    Event,
+    Reason,
+    Rejection,
+    event_id_for,
+    first_rejection,
+    money,
+    money_error,
+    text_error,
+    version_conflict,
+)
+
+OPEN = "OPEN"
+CLOSED = "CLOSED"
+
+
+# Commands ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenAccount(Command):
+    account_id: str
+    customer_id: str
+    title: str
+    description: str = ""
+    initial_balance: Decimal = ZERO
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.account_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deposit(Command):
+    account_id: str
+    amount: Decimal
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.account_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Withdraw(Command):
+    account_id: str
+    amount: Decimal
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.account_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseAccount(Command):
+    account_id: str
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.account_id
+
+
+# Events -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountOpened(Event):
+    customer_id: str
+    title: str
+    description: str
+    initial_balance: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoneyDeposited(Event):
+    amount: Decimal
+    balance: Decimal  # after the deposit: lets readers check their own fold
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoneyWithdrawn(Event):
+    amount: Decimal
+    balance: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountClosed(Event):
+    pass
+
+
+# State ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    account_id: str
+    customer_id: str
+    title: str
+    description: str
+    balance: Decimal
+    status: str
+    version: int
+
+
+ACCOUNT_COMMANDS = (OpenAccount, Deposit, Withdraw, CloseAccount)
+ACCOUNT_EVENTS = (AccountOpened, MoneyDeposited, MoneyWithdrawn, AccountClosed)
+
+
+def decide(state: Account | None, command: Command, now_ms: int) -> tuple[Event, ...] | Rejection:
+    """The events `command` causes on `state`, or why it is refused."""
+    return _DECIDERS[type(command)](state, command, now_ms)
+
+
+def evolve(state: Account | None, event: Event) -> Account:
+    """`state` after `event`; never validates (replay trusts the log)."""
+    return _EVOLVERS[type(event)](state, event)
+
+
+def _envelope(state: Account | None, command: Command, now_ms: int, index: int = 0) -> dict:
+    return {
+        "event_id": event_id_for(command.command_id, index),
+        "aggregate_id": command.aggregate_id,
+        "version": (state.version if state else 0) + 1 + index,
+        "command_id": command.command_id,
+        "occurred_at": now_ms,
+    }
+
+
+def _must_be_open(state: Account | None, command: Command) -> Rejection | None:
+    if state is None:
+        return Rejection(Reason.ACCOUNT_NOT_FOUND, f"account {command.aggregate_id} does not exist")
+    if state.status == CLOSED:
+        return Rejection(Reason.ACCOUNT_CLOSED, f"account {command.aggregate_id} is closed")
+    return version_conflict(command, state.version)
+
+
+def _open(state: Account | None, command: OpenAccount, now_ms: int):
+    if state is not None:
+        return Rejection(Reason.ALREADY_EXISTS, f"account {command.account_id} already exists")
+    rejection = first_rejection(
+        version_conflict(command, 0),
+        text_error(command.customer_id, "customer_id"),
+        text_error(command.title, "title"),
+        text_error(command.description, "description", required=False),
+        money_error(command.initial_balance, positive=False, field="initial_balance"),
+    )
+    if rejection:
+        return rejection
+    return (AccountOpened(**_envelope(state, command, now_ms), customer_id=command.customer_id,
+                          title=command.title, description=command.description or "",
+                          initial_balance=money(command.initial_balance)),)
+
+
+def _deposit(state: Account | None, command: Deposit, now_ms: int):
+    rejection = _must_be_open(state, command) or money_error(command.amount, positive=True)
+    if rejection:
+        return rejection
+    balance = state.balance + money(command.amount)
+    if money_error(balance, positive=False, field="balance"):
+        return Rejection(Reason.INVALID_AMOUNT, "the balance would exceed decimal(18,2)", "amount")
+    return (MoneyDeposited(**_envelope(state, command, now_ms), amount=money(command.amount), balance=balance),)
+
+
+def _withdraw(state: Account | None, command: Withdraw, now_ms: int):
+    rejection = _must_be_open(state, command) or money_error(command.amount, positive=True)
+    if rejection:
+        return rejection
+    if command.amount > state.balance:
+        return Rejection(Reason.INSUFFICIENT_FUNDS,
+                         f"balance {state.balance} is less than {money(command.amount)}", "amount")
+    return (MoneyWithdrawn(**_envelope(state, command, now_ms), amount=money(command.amount),
+                           balance=state.balance - money(command.amount)),)
+
+
+def _close(state: Account | None, command: CloseAccount, now_ms: int):
+    rejection = _must_be_open(state, command)
+    if rejection:
+        return rejection
+    if state.balance != 0:
+        return Rejection(Reason.BALANCE_NOT_ZERO, f"balance is {state.balance}; only an empty account closes")
+    return (AccountClosed(**_envelope(state, command, now_ms)),)
+
+
+_DECIDERS = {OpenAccount: _open, Deposit: _deposit, Withdraw: _withdraw, CloseAccount: _close}
+
+_EVOLVERS = {
+    AccountOpened: lambda _, e: Account(
+        account_id=e.aggregate_id, customer_id=e.customer_id, title=e.title, description=e.description,
+        balance=e.initial_balance, status=OPEN, version=e.version),
+    MoneyDeposited: lambda s, e: replace(s, balance=s.balance + e.amount, version=e.version),
+    MoneyWithdrawn: lambda s, e: replace(s, balance=s.balance - e.amount, version=e.version),
+    AccountClosed: lambda s, e: replace(s, status=CLOSED, version=e.version),
+}

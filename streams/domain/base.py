@@ -1,0 +1,109 @@
+"""What every command, event and decision shares: envelopes, money, rejections."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+#: Money is decimal(18,2): at most 16 digits before the point, exactly 2 after.
+MONEY_PLACES = Decimal("0.01")
+MONEY_LIMIT = Decimal("10000000000000000")  # 10**16, the first value decimal(18,2) cannot hold
+ZERO = Decimal("0.00")
+
+
+class Reason:
+    """Machine-readable rejection reasons (the contract's, plus a few of our own)."""
+
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    ACCOUNT_CLOSED = "ACCOUNT_CLOSED"
+    ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND"
+    CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
+    EMAIL_TAKEN = "EMAIL_TAKEN"
+    INVALID_AMOUNT = "INVALID_AMOUNT"
+    VERSION_CONFLICT = "VERSION_CONFLICT"
+    DUPLICATE = "DUPLICATE"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    BALANCE_NOT_ZERO = "BALANCE_NOT_ZERO"
+    INVALID_FIELD = "INVALID_FIELD"
+    TO_ACCOUNT_EXISTS = "TO_ACCOUNT_EXISTS"
+    TO_ACCOUNT_NOT_FOUND = "TO_ACCOUNT_NOT_FOUND"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A command the rules refuse; it becomes a REJECTED outcome, never an exception."""
+
+    reason: str
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    command_id: str
+    expected_version: int | None = None
+
+    @property
+    def aggregate_id(self) -> str:  # pragma: no cover - every command overrides it
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    event_id: str
+    aggregate_id: str
+    version: int
+    command_id: str
+    occurred_at: int  # milliseconds since the epoch, UTC
+
+
+def event_id_for(command_id: str, index: int) -> str:
+    """Deterministic: the same command always yields the same event ids, so re-emission dedups."""
+    return f"{command_id}.{index}"
+
+
+def money_error(amount: Decimal, *, positive: bool, field: str = "amount") -> Rejection | None:
+    """Why `amount` is not valid money (None when it is): finite, 2 places, within decimal(18,2)."""
+    try:
+        if not isinstance(amount, Decimal) or not amount.is_finite():
+            return Rejection(Reason.INVALID_AMOUNT, f"{field} must be a decimal number", field)
+        if amount != amount.quantize(MONEY_PLACES):
+            return Rejection(Reason.INVALID_AMOUNT, f"{field} has more than 2 decimal places", field)
+    except InvalidOperation:
+        return Rejection(Reason.INVALID_AMOUNT, f"{field} is too large", field)
+    if abs(amount) >= MONEY_LIMIT:
+        return Rejection(Reason.INVALID_AMOUNT, f"{field} is too large", field)
+    if positive and amount <= 0:
+        return Rejection(Reason.INVALID_AMOUNT, f"{field} must be greater than 0", field)
+    if not positive and amount < 0:
+        return Rejection(Reason.INVALID_AMOUNT, f"{field} must not be negative", field)
+    return None
+
+
+def money(amount: Decimal) -> Decimal:
+    """The canonical two-place form of an amount already checked by `money_error`."""
+    return amount.quantize(MONEY_PLACES)
+
+
+def version_conflict(command: Command, current_version: int) -> Rejection | None:
+    if command.expected_version is not None and command.expected_version != current_version:
+        return Rejection(
+            Reason.VERSION_CONFLICT,
+            f"expected version {command.expected_version}, aggregate is at {current_version}",
+            "expected_version",
+        )
+    return None
+
+
+def text_error(value: str | None, field: str, *, required: bool = True, limit: int = 1000) -> Rejection | None:
+    if value is None or value == "":
+        return Rejection(Reason.INVALID_FIELD, f"{field} is required", field) if required else None
+    if len(value) > limit:
+        return Rejection(Reason.INVALID_FIELD, f"{field} is longer than {limit} characters", field)
+    return None
+
+
+def first_rejection(*checks: Rejection | None) -> Rejection | None:
+    for check in checks:
+        if check is not None:
+            return check
+    return None

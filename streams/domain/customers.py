@@ -1,0 +1,191 @@
+"""The Customer aggregate: a profile and the accounts the customer may transfer to."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .base import (
+    Command,
+    Event,
+    Reason,
+    Rejection,
+    event_id_for,
+    first_rejection,
+    text_error,
+    version_conflict,
+)
+
+
+# Commands ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateCustomer(Command):
+    customer_id: str
+    first_name: str
+    last_name: str
+    email: str
+    phone: str | None = None
+    address: str | None = None
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.customer_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddToAccount(Command):
+    customer_id: str
+    account_id: str
+    title: str = ""
+    owner: str = ""
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.customer_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoveToAccount(Command):
+    customer_id: str
+    account_id: str
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.customer_id
+
+
+# Events -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustomerCreated(Event):
+    first_name: str
+    last_name: str
+    email: str
+    phone: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToAccountAdded(Event):
+    account_id: str
+    title: str
+    owner: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToAccountRemoved(Event):
+    account_id: str
+
+
+# State ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToAccount:
+    account_id: str
+    title: str
+    owner: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Customer:
+    customer_id: str
+    first_name: str
+    last_name: str
+    email: str
+    phone: str | None
+    address: str | None
+    to_accounts: tuple[ToAccount, ...]
+    version: int
+
+
+CUSTOMER_COMMANDS = (CreateCustomer, AddToAccount, RemoveToAccount)
+CUSTOMER_EVENTS = (CustomerCreated, ToAccountAdded, ToAccountRemoved)
+
+
+def normalize_email(email: str) -> str:
+    """Emails compare case-insensitively and without surrounding blanks."""
+    return email.strip().lower()
+
+
+def decide(state: Customer | None, command: Command, now_ms: int) -> tuple[Event, ...] | Rejection:
+    """The events `command` causes on `state`, or why it is refused."""
+    return _DECIDERS[type(command)](state, command, now_ms)
+
+
+def evolve(state: Customer | None, event: Event) -> Customer:
+    """`state` after `event`; never validates (replay trusts the log)."""
+    return _EVOLVERS[type(event)](state, event)
+
+
+def _envelope(state: Customer | None, command: Command, now_ms: int) -> dict:
+    return {
+        "event_id": event_id_for(command.command_id, 0),
+        "aggregate_id": command.aggregate_id,
+        "version": (state.version if state else 0) + 1,
+        "command_id": command.command_id,
+        "occurred_at": now_ms,
+    }
+
+
+def _email_error(email: str | None) -> Rejection | None:
+    if rejection := text_error(email, "email", limit=254):
+        return rejection
+    local, at, domain = email.strip().partition("@")
+    if not (local and at and "." in domain and " " not in email.strip()):
+        return Rejection(Reason.INVALID_FIELD, "email is not a valid address", "email")
+    return None
+
+
+def _create(state: Customer | None, command: CreateCustomer, now_ms: int):
+    if state is not None:
+        return Rejection(Reason.ALREADY_EXISTS, f"customer {command.customer_id} already exists")
+    rejection = first_rejection(
+        version_conflict(command, 0),
+        text_error(command.first_name, "first_name", limit=200),
+        text_error(command.last_name, "last_name", limit=200),
+        _email_error(command.email),
+        text_error(command.phone, "phone", required=False, limit=50),
+        text_error(command.address, "address", required=False),
+    )
+    if rejection:
+        return rejection
+    return (CustomerCreated(**_envelope(state, command, now_ms), first_name=command.first_name,
+                            last_name=command.last_name, email=normalize_email(command.email),
+                            phone=command.phone or None, address=command.address or None),)
+
+
+def _existing(state: Customer | None, command: Command) -> Rejection | None:
+    if state is None:
+        return Rejection(Reason.CUSTOMER_NOT_FOUND, f"customer {command.aggregate_id} does not exist")
+    return version_conflict(command, state.version)
+
+
+def _add_to_account(state: Customer | None, command: AddToAccount, now_ms: int):
+    rejection = _existing(state, command) or text_error(command.account_id, "account_id")
+    if rejection:
+        return rejection
+    if any(a.account_id == command.account_id for a in state.to_accounts):
+        return Rejection(Reason.TO_ACCOUNT_EXISTS, f"{command.account_id} is already a to-account")
+    return (ToAccountAdded(**_envelope(state, command, now_ms), account_id=command.account_id,
+                           title=command.title or "", owner=command.owner or ""),)
+
+
+def _remove_to_account(state: Customer | None, command: RemoveToAccount, now_ms: int):
+    if rejection := _existing(state, command):
+        return rejection
+    if not any(a.account_id == command.account_id for a in state.to_accounts):
+        return Rejection(Reason.TO_ACCOUNT_NOT_FOUND, f"{command.account_id} is not a to-account")
+    return (ToAccountRemoved(**_envelope(state, command, now_ms), account_id=command.account_id),)
+
+
+_DECIDERS = {CreateCustomer: _create, AddToAccount: _add_to_account, RemoveToAccount: _remove_to_account}
+
+_EVOLVERS = {
+    CustomerCreated: lambda _, e: Customer(
+        customer_id=e.aggregate_id, first_name=e.first_name, last_name=e.last_name, email=e.email,
+        phone=e.phone, address=e.address, to_accounts=(), version=e.version),
+    ToAccountAdded: lambda s, e: replace(
+        s, to_accounts=s.to_accounts + (ToAccount(account_id=e.account_id, title=e.title, owner=e.owner),),
+        version=e.version),
+    ToAccountRemoved: lambda s, e: replace(
+        s, to_accounts=tuple(a for a in s.to_accounts if a.account_id != e.account_id), version=e.version),
+}

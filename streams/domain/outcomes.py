@@ -1,0 +1,33 @@
+"""The one outcome every command gets: accepted (with the version it produced) or rejected."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import Command, Event, Rejection
+
+ACCEPTED = "ACCEPTED"
+REJECTED = "REJECTED"
+PENDING = "PENDING"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandOutcome:
+    command_id: str
+    command_type: str
+    aggregate_id: str
+    status: str
+    reason: str | None = None
+    message: str | None = None
+    field: str | None = None
+    version: int | None = None  # the aggregate's version after the command, when accepted
+    occurred_at: int = 0
+
+
+def outcome_of(command: Command, result: tuple[Event, ...] | Rejection, now_ms: int) -> CommandOutcome:
+    if isinstance(result, Rejection):
+        return CommandOutcome(command_id=command.command_id, command_type=type(command).__name__,
+                              aggregate_id=command.aggregate_id, status=REJECTED, reason=result.reason,
+                              message=result.message, field=result.field, occurred_at=now_ms)
+    return CommandOutcome(command_id=command.command_id, command_type=type(command).__name__,
+                          aggregate_id=command.aggregate_id, status=ACCEPTED,
+                          version=result[-1].version if result else None, occurred_at=now_ms)
