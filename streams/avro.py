@@ -66,6 +66,8 @@ def _avro_type(annotation, field_name: str, defined: set):
         return "long"
     if annotation is bool:
         return "boolean"
+    if annotation is bytes:
+        return "bytes"
     if annotation is Decimal:
         return dict(DECIMAL)
     if typing.get_origin(annotation) is tuple:
@@ -134,20 +136,34 @@ def _without_timestamp_logic(schema):
     return schema
 
 
+def _decimal_default(value):
+    """fastavro hands a decimal field's schema default over as its raw bytes string: convert it."""
+    if isinstance(value, str):
+        return Decimal(int.from_bytes(value.encode("latin-1"), "big", signed=True)).scaleb(-2)
+    return value
+
+
 def _to_python_factory(record_type: type):
-    """dict → dataclass, converting nested arrays of records."""
+    """dict → dataclass: arrays back to tuples (of records where nested), decimal defaults to Decimal."""
     hints = typing.get_type_hints(record_type)
-    nested = {}
+    converters = {}
     for field in dataclasses.fields(record_type):
         hint = hints[field.name]
-        if typing.get_origin(hint) is tuple and dataclasses.is_dataclass(typing.get_args(hint)[0]):
-            nested[field.name] = _to_python_factory(typing.get_args(hint)[0])
-    if not nested:
+        if typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            if dataclasses.is_dataclass(item):
+                inner = _to_python_factory(item)
+                converters[field.name] = lambda items, inner=inner: tuple(inner(i) for i in items)
+            else:
+                converters[field.name] = tuple
+        elif hint is Decimal:
+            converters[field.name] = _decimal_default
+    if not converters:
         return lambda d: record_type(**d)
 
     def convert(d: dict):
-        for name, inner in nested.items():
-            d[name] = tuple(inner(item) for item in d[name])
+        for name, to_python in converters.items():
+            d[name] = to_python(d[name])
         return record_type(**d)
     return convert
 

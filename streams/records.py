@@ -10,7 +10,7 @@ from .domain.base import Command, Event
 NAMESPACES: dict[str, tuple[type, ...]] = {
     "streambank.customer": customers.CUSTOMER_COMMANDS + customers.CUSTOMER_EVENTS,
     "streambank.account": accounts.ACCOUNT_COMMANDS + accounts.ACCOUNT_EVENTS,
-    "streambank.outcome": (outcomes.CommandOutcome,),
+    "streambank.outcome": (outcomes.CommandOutcome, outcomes.ProcessedCommand),
     "streambank.view": (views.AccountView, views.HistoryEntry, views.AccountSummary, views.CustomerView,
                         views.EmailRegistered),
     "streambank.state": (accounts.Account, customers.Customer),

@@ -110,9 +110,26 @@ ACCOUNT_COMMANDS = (OpenAccount, Deposit, Withdraw, CloseAccount)
 ACCOUNT_EVENTS = (AccountOpened, MoneyDeposited, MoneyWithdrawn, AccountClosed)
 
 
+def validate(command: Command) -> Rejection | None:
+    """The rules that need no state: the HTTP API checks them before producing, `decide` again after."""
+    if rejection := text_error(command.command_id, "command_id", limit=200):
+        return rejection
+    if isinstance(command, OpenAccount):
+        return first_rejection(
+            text_error(command.account_id, "account_id", limit=200),
+            text_error(command.customer_id, "customer_id", limit=200),
+            text_error(command.title, "title"),
+            text_error(command.description, "description", required=False),
+            money_error(command.initial_balance, positive=False, field="initial_balance"),
+        )
+    if isinstance(command, (Deposit, Withdraw)):
+        return money_error(command.amount, positive=True)
+    return None
+
+
 def decide(state: Account | None, command: Command, now_ms: int) -> tuple[Event, ...] | Rejection:
     """The events `command` causes on `state`, or why it is refused."""
-    return _DECIDERS[type(command)](state, command, now_ms)
+    return validate(command) or _DECIDERS[type(command)](state, command, now_ms)
 
 
 def evolve(state: Account | None, event: Event) -> Account:
@@ -141,14 +158,7 @@ def _must_be_open(state: Account | None, command: Command) -> Rejection | None:
 def _open(state: Account | None, command: OpenAccount, now_ms: int):
     if state is not None:
         return Rejection(Reason.ALREADY_EXISTS, f"account {command.account_id} already exists")
-    rejection = first_rejection(
-        version_conflict(command, 0),
-        text_error(command.customer_id, "customer_id"),
-        text_error(command.title, "title"),
-        text_error(command.description, "description", required=False),
-        money_error(command.initial_balance, positive=False, field="initial_balance"),
-    )
-    if rejection:
+    if rejection := version_conflict(command, 0):
         return rejection
     return (AccountOpened(**_envelope(state, command, now_ms), customer_id=command.customer_id,
                           title=command.title, description=command.description or "",
@@ -156,8 +166,7 @@ def _open(state: Account | None, command: OpenAccount, now_ms: int):
 
 
 def _deposit(state: Account | None, command: Deposit, now_ms: int):
-    rejection = _must_be_open(state, command) or money_error(command.amount, positive=True)
-    if rejection:
+    if rejection := _must_be_open(state, command):
         return rejection
     balance = state.balance + money(command.amount)
     if money_error(balance, positive=False, field="balance"):
@@ -166,8 +175,7 @@ def _deposit(state: Account | None, command: Deposit, now_ms: int):
 
 
 def _withdraw(state: Account | None, command: Withdraw, now_ms: int):
-    rejection = _must_be_open(state, command) or money_error(command.amount, positive=True)
-    if rejection:
+    if rejection := _must_be_open(state, command):
         return rejection
     if command.amount > state.balance:
         return Rejection(Reason.INSUFFICIENT_FUNDS,

@@ -106,9 +106,33 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+def validate(command: Command) -> Rejection | None:
+    """The rules that need no state: the HTTP API checks them before producing, `decide` again after."""
+    if rejection := text_error(command.command_id, "command_id", limit=200):
+        return rejection
+    if isinstance(command, CreateCustomer):
+        return first_rejection(
+            text_error(command.customer_id, "customer_id", limit=200),
+            text_error(command.first_name, "first_name", limit=200),
+            text_error(command.last_name, "last_name", limit=200),
+            _email_error(command.email),
+            text_error(command.phone, "phone", required=False, limit=50),
+            text_error(command.address, "address", required=False),
+        )
+    if isinstance(command, AddToAccount):
+        return first_rejection(
+            text_error(command.account_id, "account_id", limit=200),
+            text_error(command.title, "title", required=False),
+            text_error(command.owner, "owner", required=False),
+        )
+    if isinstance(command, RemoveToAccount):
+        return text_error(command.account_id, "account_id", limit=200)
+    return None
+
+
 def decide(state: Customer | None, command: Command, now_ms: int) -> tuple[Event, ...] | Rejection:
     """The events `command` causes on `state`, or why it is refused."""
-    return _DECIDERS[type(command)](state, command, now_ms)
+    return validate(command) or _DECIDERS[type(command)](state, command, now_ms)
 
 
 def evolve(state: Customer | None, event: Event) -> Customer:
@@ -138,15 +162,7 @@ def _email_error(email: str | None) -> Rejection | None:
 def _create(state: Customer | None, command: CreateCustomer, now_ms: int):
     if state is not None:
         return Rejection(Reason.ALREADY_EXISTS, f"customer {command.customer_id} already exists")
-    rejection = first_rejection(
-        version_conflict(command, 0),
-        text_error(command.first_name, "first_name", limit=200),
-        text_error(command.last_name, "last_name", limit=200),
-        _email_error(command.email),
-        text_error(command.phone, "phone", required=False, limit=50),
-        text_error(command.address, "address", required=False),
-    )
-    if rejection:
+    if rejection := version_conflict(command, 0):
         return rejection
     return (CustomerCreated(**_envelope(state, command, now_ms), first_name=command.first_name,
                             last_name=command.last_name, email=normalize_email(command.email),
@@ -160,8 +176,7 @@ def _existing(state: Customer | None, command: Command) -> Rejection | None:
 
 
 def _add_to_account(state: Customer | None, command: AddToAccount, now_ms: int):
-    rejection = _existing(state, command) or text_error(command.account_id, "account_id")
-    if rejection:
+    if rejection := _existing(state, command):
         return rejection
     if any(a.account_id == command.account_id for a in state.to_accounts):
         return Rejection(Reason.TO_ACCOUNT_EXISTS, f"{command.account_id} is already a to-account")

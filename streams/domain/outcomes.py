@@ -31,3 +31,11 @@ def outcome_of(command: Command, result: tuple[Event, ...] | Rejection, now_ms: 
     return CommandOutcome(command_id=command.command_id, command_type=type(command).__name__,
                           aggregate_id=command.aggregate_id, status=ACCEPTED,
                           version=result[-1].version if result else None, occurred_at=now_ms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessedCommand:
+    """What a command produced (encoded), kept so a redelivery re-emits exactly the same records."""
+
+    outcome: bytes
+    events: tuple[bytes, ...] = ()
