@@ -1,0 +1,40 @@
+"""Topic administration with confluent-kafka."""
+from __future__ import annotations
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from . import topics
+from .config import Settings
+
+
+def topic_config(spec: topics.TopicSpec, settings: Settings) -> dict:
+    config = {"retention.ms": "-1"}  # the log is the source of truth: keep it
+    if spec.compacted:
+        config = {"cleanup.policy": "compact"}
+    if settings.replication_factor >= 3:
+        config["min.insync.replicas"] = "2"
+    return config
+
+
+def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str], list[str]]:
+    """Creates every topic of `streams.topics` that does not exist; returns (created, existing)."""
+    admin = AdminClient(settings.confluent_config())
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except Exception as exc:
+        raise RuntimeError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+    wanted = [spec for spec in topics.ALL_TOPICS if spec.name not in existing]
+    created = []
+    if wanted:
+        futures = admin.create_topics(
+            [NewTopic(spec.name, num_partitions=settings.partitions, replication_factor=settings.replication_factor,
+                      config=topic_config(spec, settings)) for spec in wanted],
+            operation_timeout=timeout, request_timeout=timeout)
+        for name, future in futures.items():
+            try:
+                future.result()
+                created.append(name)
+            except Exception as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise RuntimeError(f"cannot create {name}: {exc}") from None
+    return created, sorted(spec.name for spec in topics.ALL_TOPICS if spec.name in existing)

@@ -1,0 +1,214 @@
+"""The app factory and the one wiring function: topics, tables, agents and web views."""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol
+
+import faust
+
+from . import topics
+from .avro import Codec
+from .config import Settings
+from .domain import accounts, customers
+from .processing import (
+    AccountProjector,
+    CommandProcessor,
+    CustomerProjector,
+    EmailIndexer,
+    Origin,
+    OutcomeRecorder,
+    Outgoing,
+)
+
+
+def create_app(settings: Settings, **overrides) -> faust.App:
+    """A Faust app configured from `settings`; nothing is read from the environment here."""
+    servers = ";".join(f"kafka://{server}" for server in settings.bootstrap_servers.split(","))
+    config = dict(
+        broker=servers,
+        store="rocksdb://",
+        datadir=str(settings.worker_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",  # faust #651: never skip history on a new group
+        processing_guarantee="at_least_once",  # exactly-once effects come from our own dedup
+        producer_acks=-1,
+        broker_commit_every=1000,
+        broker_commit_interval=0.5,
+        broker_max_poll_records=500,  # robinhood/faust#402: smaller polls keep rebalances moving
+        stream_wait_empty=False,
+        table_cleanup_interval=30.0,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        web_tables_enabled=False,  # it would expose the raw aggregate tables
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_router_enabled=False,
+        web_metrics_enabled=False,
+        web_in_thread=False,
+        autodiscover=False,
+    )
+    config.update(overrides)
+    return faust.App("streambank", **config)
+
+
+class Emitter(Protocol):
+    async def emit(self, records: Iterable[Outgoing]) -> None: ...
+
+
+class FaustEmitter:
+    """Sends through Faust topics: inside an agent the sends attach to the event being processed,
+    so they are published before its offset is committed (at-least-once)."""
+
+    def __init__(self, faust_topics: dict[str, faust.TopicT]):
+        self.faust_topics = faust_topics
+
+    async def emit(self, records: Iterable[Outgoing]) -> None:
+        for record in records:
+            await self.faust_topics[record.topic].send(key=record.key.encode(), value=record.value,
+                                                       headers=list(record.headers) if record.headers else None)
+
+
+class ViewWaiters:
+    """Lets a GET wait until a view changes (`?wait=`) without polling the table in a loop."""
+
+    def __init__(self):
+        self._waiting: dict[tuple[str, str], list[asyncio.Future]] = defaultdict(list)
+
+    def notify(self, table: str, key: str) -> None:
+        for future in self._waiting.pop((table, key), ()):
+            if not future.done():
+                future.set_result(None)
+
+    async def changed(self, table: str, key: str, timeout: float) -> bool:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[(table, key)].append(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            waiting = self._waiting.get((table, key))
+            if waiting and future in waiting:
+                waiting.remove(future)
+
+
+@dataclass
+class Pipeline:
+    """Everything `wire` declared, for the web views, the CLI and the tests."""
+
+    app: faust.App
+    settings: Settings
+    codec: Codec
+    faust_topics: dict[str, faust.TopicT]
+    tables: dict[str, faust.Table]
+    agents: dict[str, object]
+    waiters: ViewWaiters = field(default_factory=ViewWaiters)
+
+
+def _table(app: faust.App, name: str, settings: Settings, help: str) -> faust.Table:
+    # key_type=bytes makes Faust use the raw serializer: str keys are written as plain UTF-8 and
+    # partition exactly like the command and event topics (str would mean JSON, quoting the keys
+    # and routing GETs to the wrong worker).
+    return app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions, help=help)
+
+
+def origin(event) -> Origin:
+    message = event.message
+    return Origin(message.topic, message.partition, message.offset)
+
+
+def key_text(event) -> str:
+    return (event.key or b"").decode("utf-8", "replace")
+
+
+def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emitter: Emitter | None = None,
+         web: bool = True) -> Pipeline:
+    """Declares every topic, table, agent and (with `web`) HTTP view on `app`."""
+    codec = codec or Codec()
+    faust_topics = {
+        spec.name: app.topic(spec.name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                             value_serializer="raw", partitions=settings.partitions)
+        for spec in topics.ALL_TOPICS
+    }
+    emitter = emitter or FaustEmitter(faust_topics)
+    tables = {name: _table(app, name, settings, help) for name, help in (
+        ("customer_to_state", "customer id → Customer aggregate state (Avro)"),
+        ("customer_command_to_result", "command id → ProcessedCommand: dedup and re-emission of customer commands"),
+        ("account_to_state", "account id → Account aggregate state (Avro)"),
+        ("account_command_to_result", "command id → ProcessedCommand: dedup and re-emission of account commands"),
+        ("account_to_view", "account id → AccountView: the account view"),
+        ("account_version_to_entry", "account id#version → HistoryEntry: the account statement"),
+        ("customer_to_view", "customer id → CustomerView: profile, to-accounts, accounts with balances"),
+        ("email_to_customer", "email → customer id: the email lookup"),
+        ("command_to_outcome", "command id → CommandOutcome: answers GET /api/commands/{id}"),
+    )}
+    pipeline = Pipeline(app, settings, codec, faust_topics, tables, agents={})
+    waiters = pipeline.waiters
+
+    customer_commands = CommandProcessor(codec, customers, topics.CUSTOMER_COMMANDS, topics.CUSTOMER_EVENTS,
+                                         tables["customer_to_state"], tables["customer_command_to_result"])
+    account_commands = CommandProcessor(codec, accounts, topics.ACCOUNT_COMMANDS, topics.ACCOUNT_EVENTS,
+                                        tables["account_to_state"], tables["account_command_to_result"])
+    account_projector = AccountProjector(codec, tables["account_to_view"], tables["account_version_to_entry"])
+    customer_projector = CustomerProjector(codec, tables["customer_to_view"])
+    email_indexer = EmailIndexer(codec, tables["email_to_customer"])
+    outcome_recorder = OutcomeRecorder(codec, tables["command_to_outcome"])
+
+    @app.agent(faust_topics[topics.CUSTOMER_COMMANDS.name], concurrency=1)
+    async def process_customer_commands(stream):
+        """Decide customer commands into events and one outcome each."""
+        async for event in stream.events():
+            await emitter.emit(customer_commands.process(event.key, event.value, origin(event)))
+
+    @app.agent(faust_topics[topics.ACCOUNT_COMMANDS.name], concurrency=1)
+    async def process_account_commands(stream):
+        """Decide account commands into events and one outcome each."""
+        async for event in stream.events():
+            await emitter.emit(account_commands.process(event.key, event.value, origin(event)))
+
+    @app.agent(faust_topics[topics.ACCOUNT_EVENTS.name], concurrency=1)
+    async def project_accounts(stream):
+        """Project account events into the account view and statement."""
+        async for event in stream.events():
+            await emitter.emit(account_projector.project(event.key, event.value, origin(event)))
+            waiters.notify("account_to_view", key_text(event))
+
+    customer_sources = app.topic(topics.CUSTOMER_EVENTS.name, topics.CUSTOMER_ACCOUNTS.name, key_type=bytes,
+                                 value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(customer_sources, concurrency=1)
+    async def project_customers(stream):
+        """Project customer events and account summaries into the customer view."""
+        async for event in stream.events():
+            await emitter.emit(customer_projector.project(event.key, event.value, origin(event)))
+            waiters.notify("customer_to_view", key_text(event))
+
+    @app.agent(faust_topics[topics.CUSTOMER_EMAILS.name], concurrency=1)
+    async def index_emails(stream):
+        """Index customers by email."""
+        async for event in stream.events():
+            await emitter.emit(email_indexer.index(event.key, event.value, origin(event)))
+            waiters.notify("email_to_customer", key_text(event))
+
+    @app.agent(faust_topics[topics.COMMAND_OUTCOMES.name], concurrency=1)
+    async def record_outcomes(stream):
+        """Record each command's outcome for queries and waits."""
+        async for event in stream.events():
+            await emitter.emit(outcome_recorder.record(event.key, event.value, origin(event)))
+            waiters.notify("command_to_outcome", key_text(event))
+
+    pipeline.agents.update(
+        process_customer_commands=process_customer_commands, process_account_commands=process_account_commands,
+        project_accounts=project_accounts, project_customers=project_customers, index_emails=index_emails,
+        record_outcomes=record_outcomes)
+    if web:
+        from .web import register_routes
+        register_routes(pipeline)
+    return pipeline

@@ -1,0 +1,105 @@
+"""`bank`: the command line. Each command reads its configuration from the environment when it starts."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .config import Settings
+from .cli_kafka import kafka
+
+
+@click.group(help="streambank: an event-sourced banking pipeline on Kafka.")
+def cli():
+    pass
+
+
+cli.add_command(kafka)
+
+
+@cli.group(help="Kafka topics of the pipeline.")
+def topics():
+    pass
+
+
+@topics.command("create", help="Create every topic of the pipeline (idempotent).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def topics_create(as_json: bool):
+    from .admin import create_topics
+
+    settings = Settings.from_env()
+    try:
+        created, existing = create_topics(settings)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc))
+    if as_json:
+        click.echo(json.dumps({"created": created, "existing": existing}))
+        return
+    for name in created:
+        click.echo(f"created {name}")
+    for name in existing:
+        click.echo(f"exists  {name}")
+
+
+@cli.command(help="Run a stream-processing worker with its HTTP API (several may run side by side).")
+@click.option("--web-port", type=int, default=None, help="HTTP port (default $BANK_WEB_PORT or 6066).")
+@click.option("--loglevel", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]), help="Worker log level.")
+def worker(web_port: int | None, loglevel: str):
+    from .worker import run_worker
+
+    run_worker(Settings.from_env().with_web_port(web_port), loglevel)
+
+
+@cli.command(help="Produce commands: `bank send TYPE JSON` or `bank send --file F.jsonl`; "
+                  "prints one JSON line per command with its ids.")
+@click.argument("command_type", required=False)
+@click.argument("fields", required=False)
+@click.option("--file", "file", type=click.File("r"), help="JSON lines, each {\"type\": \"Deposit\", ...}.")
+@click.option("--wait", is_flag=True, help="Wait for each command's outcome and print it.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for outcomes.")
+def send(command_type: str | None, fields: str | None, file, wait: bool, timeout: float):
+    from .sending import SendError, send_commands
+
+    try:
+        if file is not None:
+            if command_type or fields:
+                raise SendError("give either TYPE JSON or --file, not both")
+            lines = [(number, line) for number, line in enumerate(file, 1) if line.strip()]
+        else:
+            if not command_type:
+                raise SendError("give TYPE JSON (e.g. bank send Deposit '{\"account_id\": \"a1\", \"amount\": \"10.00\"}') "
+                                "or --file F.jsonl")
+            data = fields or "{}"
+            lines = [(1, json.dumps({"type": command_type, **json.loads(data)}) if _is_object(data) else data)]
+        results, failed = send_commands(Settings.from_env(), lines, wait=wait, timeout=timeout)
+    except SendError as exc:
+        raise click.ClickException(str(exc))
+    for result in results:
+        click.echo(json.dumps(result))
+    if failed:
+        sys.exit(1)
+
+
+def _is_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+@cli.command(help="Run the banking scenario end to end on the local broker and print the views.")
+@click.option("--keep", is_flag=True, envvar="KEEP", help="Leave the broker and worker running afterwards.")
+def demo(keep: bool):
+    from .demo import run_demo
+
+    sys.exit(run_demo(Settings.from_env(), keep=keep))
+
+
+def main():
+    cli(prog_name="bank")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""A typed producer of commands, and a reader of their outcomes, on confluent-kafka.
+
+Used by `bank send`, the HTTP API and the tests. Keys are partitioned with murmur2, exactly as
+the workers (aiokafka) and the Java client do.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Iterable
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from . import topics
+from .avro import Codec, DecodeError
+from .config import Settings
+from .domain import accounts, customers
+from .domain.base import Command
+from .domain.outcomes import CommandOutcome
+from .jsonio import new_id
+
+
+@dataclass(frozen=True)
+class CommandIds:
+    command_id: str
+    aggregate_id: str
+    command_type: str
+
+
+def producer_config(settings: Settings, **extra) -> dict:
+    return settings.confluent_config(**{
+        "partitioner": "murmur2_random",  # the Java/aiokafka partitioning; librdkafka's default differs
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        **extra,
+    })
+
+
+class BankClient:
+    """One method per command; each returns the command's ids once the command is handed to the producer."""
+
+    def __init__(self, settings: Settings, codec: Codec | None = None, producer: Producer | None = None):
+        self.settings = settings
+        self.codec = codec or Codec()
+        self.producer = producer or Producer(producer_config(settings))
+        self._errors: list[str] = []
+        self._poller: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- generic ------------------------------------------------------------------------------
+    def send(self, command: Command, on_delivery=None) -> CommandIds:
+        topic = topics.command_topic_for(type(command)).name
+        value = self.codec.encode(command)
+        callback = on_delivery or self._remember_error
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=command.aggregate_id.encode(), on_delivery=callback)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain, then retry
+                self.producer.poll(0.05)
+        self.producer.poll(0)
+        return CommandIds(command.command_id, command.aggregate_id, type(command).__name__)
+
+    async def send_async(self, command: Command, timeout: float = 30.0) -> CommandIds:
+        """Sends and returns once the broker has acknowledged the command (for the HTTP API)."""
+        loop = asyncio.get_running_loop()
+        delivered = loop.create_future()
+
+        def on_delivery(err, msg):
+            def settle():
+                if delivered.done():
+                    return
+                if err is not None:
+                    delivered.set_exception(KafkaException(err))
+                else:
+                    delivered.set_result(None)
+            loop.call_soon_threadsafe(settle)
+
+        self._ensure_poller()
+        ids = self.send(command, on_delivery=on_delivery)
+        await asyncio.wait_for(delivered, timeout)
+        return ids
+
+    def flush(self, timeout: float = 30.0) -> None:
+        remaining = self.producer.flush(timeout)
+        if remaining:
+            raise TimeoutError(f"{remaining} commands were not delivered within {timeout}s")
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise KafkaException(f"{len(errors)} commands failed: {errors[0]}")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        self.producer.flush(10)
+
+    def _remember_error(self, err, msg):
+        if err is not None:
+            self._errors.append(str(err))
+
+    def _ensure_poller(self):
+        # Delivery callbacks only run inside poll(); a thread serves them for asyncio callers.
+        if self._poller is None:
+            def poll_forever():
+                while not self._stop.is_set():
+                    self.producer.poll(0.05)
+            self._poller = threading.Thread(target=poll_forever, name="bank-client-poll", daemon=True)
+            self._poller.start()
+
+    # -- one method per command -------------------------------------------------------------
+    def create_customer(self, first_name: str, last_name: str, email: str, phone: str | None = None,
+                        address: str | None = None, *, customer_id: str | None = None,
+                        command_id: str | None = None) -> CommandIds:
+        return self.send(customers.CreateCustomer(
+            command_id=command_id or new_id(), customer_id=customer_id or new_id(), first_name=first_name,
+            last_name=last_name, email=email, phone=phone, address=address))
+
+    def add_to_account(self, customer_id: str, account_id: str, title: str = "", owner: str = "", *,
+                       command_id: str | None = None, expected_version: int | None = None) -> CommandIds:
+        return self.send(customers.AddToAccount(
+            command_id=command_id or new_id(), customer_id=customer_id, account_id=account_id, title=title,
+            owner=owner, expected_version=expected_version))
+
+    def remove_to_account(self, customer_id: str, account_id: str, *, command_id: str | None = None,
+                          expected_version: int | None = None) -> CommandIds:
+        return self.send(customers.RemoveToAccount(
+            command_id=command_id or new_id(), customer_id=customer_id, account_id=account_id,
+            expected_version=expected_version))
+
+    def open_account(self, customer_id: str, title: str, initial_balance: Decimal | str = "0.00",
+                     description: str = "", *, account_id: str | None = None,
+                     command_id: str | None = None) -> CommandIds:
+        return self.send(accounts.OpenAccount(
+            command_id=command_id or new_id(), account_id=account_id or new_id(), customer_id=customer_id,
+            title=title, description=description, initial_balance=Decimal(initial_balance)))
+
+    def deposit(self, account_id: str, amount: Decimal | str, *, command_id: str | None = None,
+                expected_version: int | None = None) -> CommandIds:
+        return self.send(accounts.Deposit(command_id=command_id or new_id(), account_id=account_id,
+                                          amount=Decimal(amount), expected_version=expected_version))
+
+    def withdraw(self, account_id: str, amount: Decimal | str, *, command_id: str | None = None,
+                 expected_version: int | None = None) -> CommandIds:
+        return self.send(accounts.Withdraw(command_id=command_id or new_id(), account_id=account_id,
+                                           amount=Decimal(amount), expected_version=expected_version))
+
+    def close_account(self, account_id: str, *, command_id: str | None = None,
+                      expected_version: int | None = None) -> CommandIds:
+        return self.send(accounts.CloseAccount(command_id=command_id or new_id(), account_id=account_id,
+                                               expected_version=expected_version))
+
+
+class OutcomeReader:
+    """Reads `bank.command-outcomes` directly, from the end offsets it saw when created.
+
+    Create it *before* sending, so no outcome can slip past it.
+    """
+
+    def __init__(self, settings: Settings, codec: Codec | None = None):
+        self.codec = codec or Codec()
+        self.consumer = Consumer(settings.confluent_config(**{
+            "group.id": f"bank-outcome-reader-{new_id()}", "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "enable.partition.eof": False,
+        }))
+        name = topics.COMMAND_OUTCOMES.name
+        metadata = self.consumer.list_topics(name, timeout=10)
+        if name not in metadata.topics or metadata.topics[name].error is not None:
+            raise RuntimeError(f"topic {name} does not exist: run `bank topics create`")
+        assignment = []
+        for partition in metadata.topics[name].partitions:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+            assignment.append(TopicPartition(name, partition, high))
+        self.consumer.assign(assignment)
+        self.outcomes: dict[str, CommandOutcome] = {}
+
+    def wait(self, command_ids: Iterable[str], timeout: float = 30.0) -> dict[str, CommandOutcome]:
+        """The outcomes of `command_ids` seen within `timeout` (missing ones are still pending)."""
+        wanted = set(command_ids)
+        deadline = time.monotonic() + timeout
+        while not wanted <= self.outcomes.keys() and time.monotonic() < deadline:
+            for message in self.consumer.consume(1000, timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
+                if message.error() is not None:
+                    continue
+                try:
+                    outcome = self.codec.decode(message.value())
+                except DecodeError:
+                    continue
+                self.outcomes.setdefault(outcome.command_id, outcome)
+        return {cid: self.outcomes[cid] for cid in wanted if cid in self.outcomes}
+
+    def close(self) -> None:
+        self.consumer.close()

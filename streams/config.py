@@ -1,0 +1,50 @@
+"""Configuration from the environment, read when a command starts (never at import)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    home: Path = Path(".bank").resolve()
+    partitions: int = 4
+    replication_factor: int = 1
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    api_token: str | None = None
+    #: Extra librdkafka/aiokafka security settings (TLS/SASL) passed through as given.
+    kafka_security: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env=None) -> "Settings":
+        env = os.environ if env is None else env
+        security = {k[len("KAFKA_"):].lower(): v for k, v in env.items()
+                    if k.startswith(("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_"))}
+        return cls(
+            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            home=Path(env.get("BANK_HOME", ".bank")).resolve(),
+            partitions=int(env.get("BANK_PARTITIONS", "4")),
+            replication_factor=int(env.get("BANK_REPLICATION_FACTOR", "1")),
+            web_host=env.get("BANK_WEB_HOST", "127.0.0.1"),
+            web_port=int(env.get("BANK_WEB_PORT", "6066")),
+            api_token=env.get("BANK_API_TOKEN") or None,
+            kafka_security=security,
+        )
+
+    def with_web_port(self, port: int | None) -> "Settings":
+        return self if port is None else replace(self, web_port=port)
+
+    @property
+    def worker_dir(self) -> Path:
+        """Each worker's own state directory: RocksDB refuses two processes on one directory."""
+        return self.home / "workers" / f"worker-{self.web_port}"
+
+    def confluent_config(self, **extra) -> dict:
+        """Settings for confluent-kafka clients; security settings pass through unchanged."""
+        config = {"bootstrap.servers": self.bootstrap_servers}
+        config.update({k.replace("_", "."): v for k, v in self.kafka_security.items()})
+        config.update(extra)
+        return config

@@ -1,0 +1,72 @@
+"""Every topic: its name, key, value types, single writer and readers. Declared once, here.
+
+`topology.md` describes the same table in prose; `bank topics create` creates these.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .domain import accounts, customers, outcomes, views
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    values: tuple[type, ...]
+    writer: str
+    readers: tuple[str, ...]
+    compacted: bool = False
+
+    @property
+    def value_names(self) -> frozenset[str]:
+        return frozenset(t.__name__ for t in self.values)
+
+
+CLIENTS = "clients (HTTP API, bank send, streams.client, any producer)"
+
+CUSTOMER_COMMANDS = TopicSpec(
+    "bank.customers.commands", "customer_id", customers.CUSTOMER_COMMANDS,
+    writer=CLIENTS, readers=("process_customer_commands",))
+ACCOUNT_COMMANDS = TopicSpec(
+    "bank.accounts.commands", "account_id", accounts.ACCOUNT_COMMANDS,
+    writer=CLIENTS, readers=("process_account_commands",))
+TRANSFER_COMMANDS = TopicSpec(
+    "bank.transfers.commands", "transfer_id", (),
+    writer=CLIENTS, readers=())
+CUSTOMER_EVENTS = TopicSpec(
+    "bank.customers.events", "customer_id", customers.CUSTOMER_EVENTS,
+    writer="process_customer_commands", readers=("project_customers", "bank verify"))
+ACCOUNT_EVENTS = TopicSpec(
+    "bank.accounts.events", "account_id", accounts.ACCOUNT_EVENTS,
+    writer="process_account_commands", readers=("project_accounts", "bank verify"))
+TRANSFER_EVENTS = TopicSpec(
+    "bank.transfers.events", "transfer_id", (),
+    writer="(the transfer saga, not yet built)", readers=("bank verify",))
+COMMAND_OUTCOMES = TopicSpec(
+    "bank.command-outcomes", "command_id", (outcomes.CommandOutcome,),
+    writer="process_customer_commands, process_account_commands (each for its own commands)",
+    readers=("record_outcomes", "bank send --wait", "bank verify"))
+DEADLETTER = TopicSpec(
+    "bank.deadletter", "the original record's key", (),
+    writer="every agent, for records it cannot decode or handle", readers=("operators",))
+CUSTOMER_ACCOUNTS = TopicSpec(
+    "bank.customer-accounts", "customer_id", (views.AccountSummary,),
+    writer="project_accounts", readers=("project_customers",))
+CUSTOMER_EMAILS = TopicSpec(
+    "bank.customer-emails", "email", (views.EmailRegistered,),
+    writer="project_customers", readers=("index_emails",), compacted=True)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    CUSTOMER_COMMANDS, ACCOUNT_COMMANDS, TRANSFER_COMMANDS,
+    CUSTOMER_EVENTS, ACCOUNT_EVENTS, TRANSFER_EVENTS,
+    COMMAND_OUTCOMES, DEADLETTER, CUSTOMER_ACCOUNTS, CUSTOMER_EMAILS,
+)
+EVENT_TOPICS = (CUSTOMER_EVENTS, ACCOUNT_EVENTS, TRANSFER_EVENTS)
+
+
+def command_topic_for(command_type: type) -> TopicSpec:
+    for spec in (CUSTOMER_COMMANDS, ACCOUNT_COMMANDS, TRANSFER_COMMANDS):
+        if command_type in spec.values:
+            return spec
+    raise KeyError(f"no command topic carries {command_type.__name__}")

@@ -1,0 +1,89 @@
+"""What `wire` declares: topics, tables and agents, as the worker and the web views rely on them."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from faust.types import Message
+
+from harness import scenario
+from streams import topics
+
+TABLES = {
+    "customer_to_state", "customer_command_to_result", "account_to_state", "account_command_to_result",
+    "account_to_view", "account_version_to_entry", "customer_to_view", "email_to_customer", "command_to_outcome",
+}
+AGENTS = {
+    "process_customer_commands": {topics.CUSTOMER_COMMANDS.name},
+    "process_account_commands": {topics.ACCOUNT_COMMANDS.name},
+    "project_accounts": {topics.ACCOUNT_EVENTS.name},
+    "project_customers": {topics.CUSTOMER_EVENTS.name, topics.CUSTOMER_ACCOUNTS.name},
+    "index_emails": {topics.CUSTOMER_EMAILS.name},
+    "record_outcomes": {topics.COMMAND_OUTCOMES.name},
+}
+
+
+@scenario
+async def test_wire_declares_exactly_the_nine_tables_and_six_agents(bank):
+    assert set(bank.pipeline.tables) == TABLES
+    assert set(bank.pipeline.agents) == set(AGENTS)
+
+
+@scenario
+async def test_every_table_has_raw_keys_so_it_partitions_like_its_source_topic(bank):
+    for name, table in bank.pipeline.tables.items():
+        assert table.key_serializer == "raw", name
+        assert table.partitions == bank.settings.partitions, name
+        assert table.name == name
+
+
+@scenario
+async def test_every_table_has_a_help_text(bank):
+    for name, table in bank.pipeline.tables.items():
+        assert isinstance(table.help, str) and table.help.strip(), name
+        assert "→" in table.help, f"{name}: say what maps to what"
+
+
+@scenario
+async def test_every_agent_has_a_one_line_docstring(bank):
+    for name, agent in bank.pipeline.agents.items():
+        doc = agent.fun.__doc__
+        assert doc and doc.strip(), name
+        assert len(doc.strip().splitlines()) == 1, name
+
+
+@scenario
+async def test_every_agent_reads_exactly_the_topics_that_name_it_as_reader(bank):
+    for name, agent in bank.pipeline.agents.items():
+        assert set(agent.channel.topics) == AGENTS[name], name
+    for spec in topics.ALL_TOPICS:
+        for reader in spec.readers:
+            if reader in AGENTS:
+                assert spec.name in AGENTS[reader], (spec.name, reader)
+
+
+@scenario
+async def test_every_declared_topic_exists_with_raw_serializers_and_the_configured_partitions(bank):
+    assert set(bank.pipeline.faust_topics) == {spec.name for spec in topics.ALL_TOPICS}
+    for spec in topics.ALL_TOPICS:
+        topic = bank.pipeline.faust_topics[spec.name]
+        assert list(topic.topics) == [spec.name]
+        assert (topic.key_serializer, topic.value_serializer) == ("raw", "raw"), spec.name
+        assert topic.partitions == bank.settings.partitions, spec.name
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+@scenario
+async def test_a_table_changelog_carries_raw_utf8_keys_that_recovery_can_decode_back(bank, name):
+    table = bank.pipeline.tables[name]
+    changelog = table.changelog_topic
+    assert changelog.key_serializer == "raw"  # a JSON key serializer would quote keys and misroute GETs
+    key, _ = changelog.prepare_key("acc-1#000000000001 é", None)
+    assert key == "acc-1#000000000001 é".encode()  # the bytes a changelog write carries
+    # Recovery reads the changelog through a clone of this topic: a non-JSON key must decode, not raise.
+    recovery_channel = changelog.clone_using_queue(asyncio.Queue())
+    message = Message(topic=changelog.get_topic_name(), partition=0, offset=0, timestamp=0.0, timestamp_type=0,
+                      headers=None, key=b"acc-1", value=b"\xc3\x01", checksum=b"", serialized_key_size=5,
+                      serialized_value_size=2)
+    assert (await recovery_channel.decode(message, propagate=True)).key == b"acc-1"
+    assert (await changelog.decode(message, propagate=True)).key == b"acc-1"
