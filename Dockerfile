@@ -11,7 +11,9 @@ WORKDIR /app
 COPY pyproject.toml README.md* ./
 COPY streams ./streams
 COPY schemas ./schemas
-RUN pip install . && mkdir -p /data/bank
+COPY kafka ./kafka
+# Editable: the codec reads schemas/ next to the package.
+RUN pip install -e . && mkdir -p /data/bank
 
 EXPOSE 6066
 CMD ["bank", "worker"]

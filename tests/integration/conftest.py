@@ -1,0 +1,131 @@
+"""Integration fixtures: one real Kafka broker and two real workers for the whole session."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from streams import kafka_local
+from streams.admin import create_topics
+from streams.config import Settings
+
+from http_api import REPO, Api
+
+WORKER_PORTS = (16066, 16067)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def bank_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("bank-home")
+    # The jars are cached in the repo's .bank, shared with `make demo`, so CI fetches them once.
+    os.environ.setdefault("BANK_KAFKA_LIBS", str(REPO / ".bank" / "kafka" / "libs"))
+    return home
+
+
+@pytest.fixture(scope="session")
+def settings(bank_home) -> Settings:
+    return Settings(home=bank_home, partitions=4)
+
+
+@pytest.fixture(scope="session")
+def kafka(settings):
+    """A real Kafka broker on 127.0.0.1:9092, started for this session and stopped after it."""
+    if kafka_local.status(settings.home).running:  # pragma: no cover - a fresh tmp home never has one
+        raise RuntimeError("unexpected broker in a fresh home")
+    try:
+        kafka_local.start(settings.home, timeout=120)
+    except kafka_local.KafkaLocalError as exc:
+        pytest.fail(f"could not start the test broker: {exc}", pytrace=False)
+    create_topics(settings)
+    yield settings
+    kafka_local.stop(settings.home)
+
+
+class Worker:
+    def __init__(self, settings: Settings, port: int):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = settings.home / "logs" / f"worker-{port}.log"
+        self.settings = settings
+        self.process: subprocess.Popen | None = None
+
+    def start(self):
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "BANK_HOME": str(self.settings.home), "BANK_PARTITIONS": str(self.settings.partitions),
+               "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", "--web-port", str(self.port), "--loglevel", "info"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+
+    def stop(self, timeout: float = 30):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def health(self) -> dict | None:
+        try:
+            response = httpx.get(f"{self.url}/health", timeout=2)
+            return response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+
+def wait_until_serving(workers: list[Worker], timeout: float = 120.0) -> None:
+    """Every worker healthy, all partitions shared out, and stable for two seconds."""
+    deadline = time.monotonic() + timeout
+    stable_since = None
+    while time.monotonic() < deadline:
+        for worker in workers:
+            if worker.process and worker.process.poll() is not None:
+                raise RuntimeError(f"worker {worker.port} exited:\n{worker.tail()}")
+        healths = [worker.health() for worker in workers]
+        if all(h and h["assigned_partitions"] > 0 for h in healths):
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since >= 2:
+                return
+        else:
+            stable_since = None
+        time.sleep(0.5)
+    raise RuntimeError("workers did not settle:\n" + "\n".join(w.tail() for w in workers))
+
+
+@pytest.fixture(scope="session")
+def workers(kafka):
+    """Two workers side by side, each with its own state directory and web port."""
+    started = [Worker(kafka, port) for port in WORKER_PORTS]
+    for worker in started:
+        worker.start()
+    try:
+        wait_until_serving(started)
+    except RuntimeError as exc:
+        for worker in started:
+            worker.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def api(workers):
+    return Api(workers[0].url)
