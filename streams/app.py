@@ -11,7 +11,7 @@ import faust
 from . import topics
 from .avro import Codec
 from .config import Settings
-from .domain import accounts, customers
+from .domain import accounts, customers, emails, transfers
 from .processing import (
     AccountProjector,
     CommandProcessor,
@@ -20,6 +20,7 @@ from .processing import (
     Origin,
     OutcomeRecorder,
     Outgoing,
+    TransferProjector,
 )
 
 
@@ -143,6 +144,11 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         ("customer_command_to_result", "command id → ProcessedCommand: dedup and re-emission of customer commands"),
         ("account_to_state", "account id → Account aggregate state (Avro)"),
         ("account_command_to_result", "command id → ProcessedCommand: dedup and re-emission of account commands"),
+        ("transfer_to_state", "transfer id → Transfer aggregate state (Avro)"),
+        ("transfer_command_to_result", "command id → ProcessedCommand: dedup and re-emission of transfer commands"),
+        ("email_to_reservation", "email → EmailReservation: the registry that keeps emails unique"),
+        ("email_command_to_result", "command id → ProcessedCommand: dedup and re-emission of ReserveEmail"),
+        ("transfer_to_view", "transfer id → Transfer: the transfer view"),
         ("account_to_view", "account id → AccountView: the account view"),
         ("account_version_to_entry", "account id#version → HistoryEntry: the account statement"),
         ("customer_to_view", "customer id → CustomerView: profile, to-accounts, accounts with balances"),
@@ -152,20 +158,51 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
     pipeline = Pipeline(app, settings, codec, faust_topics, tables, agents={})
     waiters = pipeline.waiters
 
-    customer_commands = CommandProcessor(codec, customers, topics.CUSTOMER_COMMANDS, topics.CUSTOMER_EVENTS,
-                                         tables["customer_to_state"], tables["customer_command_to_result"])
-    account_commands = CommandProcessor(codec, accounts, topics.ACCOUNT_COMMANDS, topics.ACCOUNT_EVENTS,
+    customer_commands = CommandProcessor(codec, customers, (topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES),
+                                         topics.CUSTOMER_EVENTS, tables["customer_to_state"],
+                                         tables["customer_command_to_result"])
+    account_commands = CommandProcessor(codec, accounts, (topics.ACCOUNT_COMMANDS,), topics.ACCOUNT_EVENTS,
                                         tables["account_to_state"], tables["account_command_to_result"])
+    transfer_commands = CommandProcessor(codec, transfers, (topics.TRANSFER_COMMANDS, topics.TRANSFER_REPLIES),
+                                         topics.TRANSFER_EVENTS, tables["transfer_to_state"],
+                                         tables["transfer_command_to_result"])
+    email_commands = CommandProcessor(codec, emails, (topics.EMAIL_COMMANDS,), topics.EMAIL_EVENTS,
+                                      tables["email_to_reservation"], tables["email_command_to_result"])
+    transfer_projector = TransferProjector(codec, tables["transfer_to_view"])
     account_projector = AccountProjector(codec, tables["account_to_view"], tables["account_version_to_entry"])
     customer_projector = CustomerProjector(codec, tables["customer_to_view"])
     email_indexer = EmailIndexer(codec, tables["email_to_customer"])
     outcome_recorder = OutcomeRecorder(codec, tables["command_to_outcome"])
 
-    @app.agent(faust_topics[topics.CUSTOMER_COMMANDS.name], concurrency=1)
+    def sources(*specs: topics.TopicSpec):
+        """One channel over co-partitioned topics (same key, same partition count)."""
+        return app.topic(*(spec.name for spec in specs), key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw")
+
+    @app.agent(sources(topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES), concurrency=1)
     async def process_customer_commands(stream):
-        """Decide customer commands into events and one outcome each."""
+        """Decide customer commands into events and one outcome each; reserve emails first."""
         async for event in stream.events():
             await emitter.emit(customer_commands.process(event.key, event.value, origin(event)))
+
+    @app.agent(faust_topics[topics.EMAIL_COMMANDS.name], concurrency=1)
+    async def process_email_commands(stream):
+        """Reserve each email for exactly one customer."""
+        async for event in stream.events():
+            await emitter.emit(email_commands.process(event.key, event.value, origin(event)))
+
+    @app.agent(sources(topics.TRANSFER_COMMANDS, topics.TRANSFER_REPLIES), concurrency=1)
+    async def process_transfer_commands(stream):
+        """Run each transfer's saga: initiate, then debit, credit or refund as the accounts answer."""
+        async for event in stream.events():
+            await emitter.emit(transfer_commands.process(event.key, event.value, origin(event)))
+
+    @app.agent(faust_topics[topics.TRANSFER_EVENTS.name], concurrency=1)
+    async def project_transfers(stream):
+        """Project transfer events into the transfer view."""
+        async for event in stream.events():
+            await emitter.emit(transfer_projector.project(event.key, event.value, origin(event)))
+            waiters.notify("transfer_to_view", key_text(event))
 
     @app.agent(faust_topics[topics.ACCOUNT_COMMANDS.name], concurrency=1)
     async def process_account_commands(stream):
@@ -180,10 +217,7 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
             await emitter.emit(account_projector.project(event.key, event.value, origin(event)))
             waiters.notify("account_to_view", key_text(event))
 
-    customer_sources = app.topic(topics.CUSTOMER_EVENTS.name, topics.CUSTOMER_ACCOUNTS.name, key_type=bytes,
-                                 value_type=bytes, key_serializer="raw", value_serializer="raw")
-
-    @app.agent(customer_sources, concurrency=1)
+    @app.agent(sources(topics.CUSTOMER_EVENTS, topics.CUSTOMER_ACCOUNTS), concurrency=1)
     async def project_customers(stream):
         """Project customer events and account summaries into the customer view."""
         async for event in stream.events():
@@ -206,6 +240,8 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
 
     pipeline.agents.update(
         process_customer_commands=process_customer_commands, process_account_commands=process_account_commands,
+        process_transfer_commands=process_transfer_commands, process_email_commands=process_email_commands,
+        project_transfers=project_transfers,
         project_accounts=project_accounts, project_customers=project_customers, index_emails=index_emails,
         record_outcomes=record_outcomes)
     if web:

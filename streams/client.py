@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from . import topics
 from .avro import Codec, DecodeError
 from .config import Settings
-from .domain import accounts, customers
+from .domain import accounts, customers, transfers
 from .domain.base import Command
 from .domain.outcomes import CommandOutcome
 from .jsonio import new_id
@@ -154,6 +154,12 @@ class BankClient:
                       expected_version: int | None = None) -> CommandIds:
         return self.send(accounts.CloseAccount(command_id=command_id or new_id(), account_id=account_id,
                                                expected_version=expected_version))
+
+    def transfer_money(self, from_account_id: str, to_account_id: str, amount: Decimal | str, description: str = "",
+                       *, transfer_id: str | None = None, command_id: str | None = None) -> CommandIds:
+        return self.send(transfers.TransferMoney(
+            command_id=command_id or new_id(), transfer_id=transfer_id or new_id(), from_account_id=from_account_id,
+            to_account_id=to_account_id, amount=Decimal(amount), description=description))
 
 
 class OutcomeReader:

@@ -12,7 +12,7 @@ from typing import Callable, MutableMapping
 from . import topics
 from .avro import Codec, DecodeError
 from .domain import views
-from .domain.base import Command, Event, Reason, Rejection
+from .domain.base import DEFERRED, Command, Event, Reason, Rejection, Reply
 from .domain.outcomes import CommandOutcome, ProcessedCommand, outcome_of
 
 
@@ -63,20 +63,22 @@ def decode_expected(codec: Codec, key: bytes | None, value: bytes | None, origin
 
 
 class CommandProcessor:
-    """Turns the commands of one aggregate type into events and one outcome each.
+    """Turns the commands (and replies) of one aggregate type into events, follow-up commands and
+    one outcome per command.
 
     Dedup by `command_id`: a command seen before re-emits the records it produced the first time
-    (same event ids, same versions), so a crash between the state write and the send loses nothing
-    and a duplicate changes nothing.
+    (same event ids, same versions, same follow-ups), so a crash between the state write and the
+    send loses nothing and a duplicate changes nothing.
     """
 
-    def __init__(self, codec: Codec, aggregate, command_topic: topics.TopicSpec, event_topic: topics.TopicSpec,
+    def __init__(self, codec: Codec, aggregate, sources: tuple[topics.TopicSpec, ...], event_topic: topics.TopicSpec,
                  states: MutableMapping[str, bytes], processed: MutableMapping[str, bytes],
                  clock: Callable[[], int] = now_ms):
         self.codec = codec
         self.decide = aggregate.decide
         self.evolve = aggregate.evolve
-        self.command_types = command_topic.values
+        self.react = aggregate.react
+        self.command_types = tuple(t for spec in sources for t in spec.values)
         self.event_topic = event_topic.name
         self.states = states
         self.processed = processed
@@ -89,43 +91,55 @@ class CommandProcessor:
         aggregate_id = command.aggregate_id
         if key is None or key.decode("utf-8", "replace") != aggregate_id:
             # On another key it may sit on another partition than its aggregate: refuse, don't guess.
+            if isinstance(command, Reply):
+                return [dead_letter(key, value, origin, "a reply's key must be its aggregate id")]
             rejection = Rejection(Reason.INVALID_FIELD, "the record key must be the aggregate id", "key")
             return [self._outcome_record(outcome_of(command, rejection, self.clock()))]
 
         seen = self.processed.get(command.command_id)
         if seen is not None:
-            return self._replay(aggregate_id, command.command_id, seen)
+            return self._replay(command.command_id, seen)
 
         state_bytes = self.states.get(aggregate_id)
         state = self.codec.decode(state_bytes) if state_bytes is not None else None
         at = self.clock()
         result = self.decide(state, command, at)
-        outcome = outcome_of(command, result, at)
         encoded_events = ()
-        if not isinstance(result, Rejection):
+        if isinstance(result, tuple) and result:
             for event in result:
                 state = self.evolve(state, event)
             encoded_events = tuple(self.codec.encode(e) for e in result)
             self.states[aggregate_id] = self.codec.encode(state)
-        outcome_bytes = self.codec.encode(outcome)
-        self.processed[command.command_id] = self.codec.encode(
-            ProcessedCommand(outcome=outcome_bytes, events=encoded_events))
-        out = [Outgoing(self.event_topic, aggregate_id, e) for e in encoded_events]
-        out.append(Outgoing(topics.COMMAND_OUTCOMES.name, command.command_id, outcome_bytes))
+        follow_ups = self.react(state, command, result)
+        outcome = None if result is DEFERRED else outcome_of(command, result, at)
+        processed = ProcessedCommand(
+            aggregate_id=aggregate_id, outcome=self.codec.encode(outcome) if outcome else None,
+            events=encoded_events, commands=tuple(self.codec.encode(c) for c in follow_ups))
+        encoded = self.codec.encode(processed)
+        self.processed[command.command_id] = encoded
+        if isinstance(command, Reply) and command.settles_command_id:
+            # A duplicate of the settled command now re-emits the final outcome, not the request.
+            self.processed[command.settles_command_id] = encoded
+        return self._records(processed, follow_ups)
+
+    def _records(self, processed: ProcessedCommand, follow_ups) -> list[Outgoing]:
+        out = [Outgoing(self.event_topic, processed.aggregate_id, e) for e in processed.events]
+        for command, encoded in zip(follow_ups, processed.commands):
+            out.append(Outgoing(topics.command_topic_for(type(command)).name, command.aggregate_id, encoded))
+        if processed.outcome is not None:
+            outcome_id = self.codec.decode(processed.outcome).command_id
+            out.append(Outgoing(topics.COMMAND_OUTCOMES.name, outcome_id, processed.outcome))
         return out
 
-    def _replay(self, aggregate_id: str, command_id: str, seen: bytes) -> list[Outgoing]:
+    def _replay(self, command_id: str, seen: bytes) -> list[Outgoing]:
         processed: ProcessedCommand = self.codec.decode(seen)
-        aggregate_id = self.codec.decode(processed.outcome).aggregate_id  # the first delivery's, not this key's
         # Write both entries again: if the first writes reached local RocksDB but not the
         # changelog before a crash, this puts them on the changelog too.
         self.processed[command_id] = seen
-        state_bytes = self.states.get(aggregate_id)
+        state_bytes = self.states.get(processed.aggregate_id)
         if state_bytes is not None:
-            self.states[aggregate_id] = state_bytes
-        out = [Outgoing(self.event_topic, aggregate_id, e) for e in processed.events]
-        out.append(Outgoing(topics.COMMAND_OUTCOMES.name, command_id, processed.outcome))
-        return out
+            self.states[processed.aggregate_id] = state_bytes
+        return self._records(processed, [self.codec.decode(c) for c in processed.commands])
 
     def _outcome_record(self, outcome: CommandOutcome) -> Outgoing:
         return Outgoing(topics.COMMAND_OUTCOMES.name, outcome.command_id, self.codec.encode(outcome))
@@ -189,6 +203,24 @@ class CustomerProjector:
     def _view(self, customer_id: str) -> views.CustomerView | None:
         data = self.customer_views.get(customer_id)
         return self.codec.decode(data) if data is not None else None
+
+
+class TransferProjector:
+    """Builds the transfer view: state, reason, amount and accounts."""
+
+    def __init__(self, codec: Codec, transfer_views: MutableMapping[str, bytes]):
+        self.codec = codec
+        self.transfer_views = transfer_views
+
+    def project(self, key: bytes | None, value: bytes | None, origin: Origin) -> list[Outgoing]:
+        event, rejected = decode_expected(self.codec, key, value, origin, topics.TRANSFER_EVENTS.values)
+        if rejected:
+            return [rejected]
+        current_bytes = self.transfer_views.get(event.aggregate_id)
+        current = self.codec.decode(current_bytes) if current_bytes is not None else None
+        if views.is_next(current.version if current else 0, event):
+            self.transfer_views[event.aggregate_id] = self.codec.encode(views.project_transfer(current, event))
+        return []
 
 
 class EmailIndexer:

@@ -4,23 +4,25 @@ The Avro record name is the class name (`Deposit`, `MoneyDeposited`, ...), as th
 """
 from __future__ import annotations
 
-from .domain import accounts, customers, outcomes, views
-from .domain.base import Command, Event
+from .domain import accounts, customers, emails, outcomes, transfer_steps, transfers, views
+from .domain.base import Command, Event, Reply
 
 NAMESPACES: dict[str, tuple[type, ...]] = {
-    "streambank.customer": customers.CUSTOMER_COMMANDS + customers.CUSTOMER_EVENTS,
+    "streambank.customer": customers.CUSTOMER_COMMANDS + customers.CUSTOMER_REPLIES + customers.CUSTOMER_EVENTS,
     "streambank.account": accounts.ACCOUNT_COMMANDS + accounts.ACCOUNT_EVENTS,
+    "streambank.transfer": transfers.TRANSFER_COMMANDS + transfer_steps.STEP_REPLIES + transfers.TRANSFER_EVENTS,
+    "streambank.email": emails.EMAIL_COMMANDS + emails.EMAIL_EVENTS,
     "streambank.outcome": (outcomes.CommandOutcome, outcomes.ProcessedCommand),
     "streambank.view": (views.AccountView, views.HistoryEntry, views.AccountSummary, views.CustomerView,
                         views.EmailRegistered),
-    "streambank.state": (accounts.Account, customers.Customer),
+    "streambank.state": (accounts.Account, customers.Customer, transfers.Transfer, emails.EmailReservation),
 }
 
 #: Nested record types, written inline in the schema of the record that holds them.
 NESTED_NAMESPACE = {customers.ToAccount: "streambank.customer", views.AccountSummary: "streambank.view"}
 
 RECORD_TYPES: tuple[type, ...] = tuple(t for types in NAMESPACES.values() for t in types)
-COMMAND_TYPES = {t.__name__: t for t in RECORD_TYPES if issubclass(t, Command)}
+COMMAND_TYPES = {t.__name__: t for t in RECORD_TYPES if issubclass(t, Command) and not issubclass(t, Reply)}
 EVENT_TYPES = {t.__name__: t for t in RECORD_TYPES if issubclass(t, Event)}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .domain import accounts, customers, outcomes, views
+from .domain import accounts, customers, emails, outcomes, transfer_steps, transfers, views
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,20 @@ CUSTOMER_COMMANDS = TopicSpec(
     writer=CLIENTS, readers=("process_customer_commands",))
 ACCOUNT_COMMANDS = TopicSpec(
     "bank.accounts.commands", "account_id", accounts.ACCOUNT_COMMANDS,
-    writer=CLIENTS, readers=("process_account_commands",))
+    writer=CLIENTS + "; process_transfer_commands for the debit, credit and refund steps",
+    readers=("process_account_commands",))
 TRANSFER_COMMANDS = TopicSpec(
-    "bank.transfers.commands", "transfer_id", (),
-    writer=CLIENTS, readers=())
+    "bank.transfers.commands", "transfer_id", transfers.TRANSFER_COMMANDS,
+    writer=CLIENTS, readers=("process_transfer_commands",))
+EMAIL_COMMANDS = TopicSpec(
+    "bank.emails.commands", "email", emails.EMAIL_COMMANDS,
+    writer="process_customer_commands", readers=("process_email_commands",))
+CUSTOMER_REPLIES = TopicSpec(
+    "bank.customers.replies", "customer_id", customers.CUSTOMER_REPLIES,
+    writer="process_email_commands", readers=("process_customer_commands",))
+TRANSFER_REPLIES = TopicSpec(
+    "bank.transfers.replies", "transfer_id", transfer_steps.STEP_REPLIES,
+    writer="process_account_commands", readers=("process_transfer_commands",))
 CUSTOMER_EVENTS = TopicSpec(
     "bank.customers.events", "customer_id", customers.CUSTOMER_EVENTS,
     writer="process_customer_commands", readers=("project_customers", "bank verify"))
@@ -41,11 +51,14 @@ ACCOUNT_EVENTS = TopicSpec(
     "bank.accounts.events", "account_id", accounts.ACCOUNT_EVENTS,
     writer="process_account_commands", readers=("project_accounts", "bank verify"))
 TRANSFER_EVENTS = TopicSpec(
-    "bank.transfers.events", "transfer_id", (),
-    writer="(the transfer saga, not yet built)", readers=("bank verify",))
+    "bank.transfers.events", "transfer_id", transfers.TRANSFER_EVENTS,
+    writer="process_transfer_commands", readers=("project_transfers", "bank verify"))
+EMAIL_EVENTS = TopicSpec(
+    "bank.emails.events", "email", emails.EMAIL_EVENTS,
+    writer="process_email_commands", readers=("bank verify",))
 COMMAND_OUTCOMES = TopicSpec(
     "bank.command-outcomes", "command_id", (outcomes.CommandOutcome,),
-    writer="process_customer_commands, process_account_commands (each for its own commands)",
+    writer="the command processors, each for its own commands",
     readers=("record_outcomes", "bank send --wait", "bank verify"))
 DEADLETTER = TopicSpec(
     "bank.deadletter", "the original record's key", (),
@@ -58,15 +71,18 @@ CUSTOMER_EMAILS = TopicSpec(
     writer="project_customers", readers=("index_emails",), compacted=True)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    CUSTOMER_COMMANDS, ACCOUNT_COMMANDS, TRANSFER_COMMANDS,
-    CUSTOMER_EVENTS, ACCOUNT_EVENTS, TRANSFER_EVENTS,
+    CUSTOMER_COMMANDS, ACCOUNT_COMMANDS, TRANSFER_COMMANDS, EMAIL_COMMANDS,
+    CUSTOMER_REPLIES, TRANSFER_REPLIES,
+    CUSTOMER_EVENTS, ACCOUNT_EVENTS, TRANSFER_EVENTS, EMAIL_EVENTS,
     COMMAND_OUTCOMES, DEADLETTER, CUSTOMER_ACCOUNTS, CUSTOMER_EMAILS,
 )
-EVENT_TOPICS = (CUSTOMER_EVENTS, ACCOUNT_EVENTS, TRANSFER_EVENTS)
+EVENT_TOPICS = (CUSTOMER_EVENTS, ACCOUNT_EVENTS, TRANSFER_EVENTS, EMAIL_EVENTS)
+COMMAND_TOPICS = (CUSTOMER_COMMANDS, ACCOUNT_COMMANDS, TRANSFER_COMMANDS, EMAIL_COMMANDS)
 
 
 def command_topic_for(command_type: type) -> TopicSpec:
-    for spec in (CUSTOMER_COMMANDS, ACCOUNT_COMMANDS, TRANSFER_COMMANDS):
+    """Where a command (or a reply) of this type is sent."""
+    for spec in COMMAND_TOPICS + (CUSTOMER_REPLIES, TRANSFER_REPLIES):
         if command_type in spec.values:
             return spec
     raise KeyError(f"no command topic carries {command_type.__name__}")

@@ -18,7 +18,7 @@ from yarl import URL
 
 from .app import Pipeline
 from .client import BankClient
-from .domain import accounts, customers
+from .domain import accounts, customers, transfers
 from .domain.base import Rejection
 from .domain.outcomes import PENDING, REJECTED
 from .jsonio import InputError, as_money, dumps, new_id, parse_json, to_plain
@@ -338,6 +338,18 @@ class Api:
         command = accounts.CloseAccount(command_id=new_id(), account_id=account_id)
         return await self.submit(request, command, accounts.validate, {"account_id": account_id})
 
+    async def transfer_money(self, request):
+        data = await self.body(request)
+        reject_unknown(data, {"from_account_id", "to_account_id", "amount", "description", "transfer_id"})
+        if "amount" not in data:
+            raise InputError("amount is required", "amount", code="MISSING_FIELD")
+        transfer_id = string_field(data, "transfer_id", required=False) or new_id()
+        command = transfers.TransferMoney(
+            command_id=new_id(), transfer_id=transfer_id, from_account_id=string_field(data, "from_account_id"),
+            to_account_id=string_field(data, "to_account_id"), amount=as_money(data["amount"], "amount"),
+            description=string_field(data, "description", required=False) or "")
+        return await self.submit(request, command, transfers.validate, {"transfer_id": transfer_id})
+
     # -- queries ------------------------------------------------------------------------------
     async def get_customer(self, request):
         customer_id = request.match_info["customer_id"]
@@ -407,6 +419,17 @@ class Api:
                                  headers=None if reached else {"X-Bank-Stale": "true"})
         return await self.routed(request, "account_to_view", account_id, serve)
 
+    async def get_transfer(self, request):
+        transfer_id = request.match_info["transfer_id"]
+
+        async def serve():
+            view, reached = await self.read_view("transfer_to_view", transfer_id, request)
+            if view is None:
+                raise ApiError(404, "TRANSFER_NOT_FOUND", f"transfer {transfer_id} does not exist")
+            body = {k: v for k, v in to_plain(view).items() if not (k == "reason" and v is None)}
+            return json_response(body, headers=None if reached else {"X-Bank-Stale": "true"})
+        return await self.routed(request, "transfer_to_view", transfer_id, serve)
+
     async def get_command(self, request):
         command_id = request.match_info["command_id"]
 
@@ -473,6 +496,8 @@ def register_routes(pipeline: Pipeline) -> Api:
     routes.add_get("/api/accounts/{account_id}/history", api.get_history)
     routes.add_post("/api/accounts/{account_id}/deposits", api.deposit)
     routes.add_post("/api/accounts/{account_id}/withdrawals", api.withdraw)
+    routes.add_post("/api/transfers", api.transfer_money)
+    routes.add_get("/api/transfers/{transfer_id}", api.get_transfer)
     routes.add_get("/api/commands/{command_id}", api.get_command)
     routes.add_get("/health", api.health)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from .transfer_steps import ACCOUNT_STEPS, CreditAccount, DebitAccount, RefundAccount, reply_to
 from .base import (
     ZERO,
     Command,
@@ -93,6 +94,33 @@ class AccountClosed(Event):
     pass
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountDebited(Event):
+    """A transfer took `amount` from this account."""
+
+    transfer_id: str
+    amount: Decimal
+    balance: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountCredited(Event):
+    """A transfer gave `amount` to this account."""
+
+    transfer_id: str
+    amount: Decimal
+    balance: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountRefunded(Event):
+    """A failed transfer gave its debited `amount` back."""
+
+    transfer_id: str
+    amount: Decimal
+    balance: Decimal
+
+
 # State ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,8 +134,9 @@ class Account:
     version: int
 
 
-ACCOUNT_COMMANDS = (OpenAccount, Deposit, Withdraw, CloseAccount)
-ACCOUNT_EVENTS = (AccountOpened, MoneyDeposited, MoneyWithdrawn, AccountClosed)
+ACCOUNT_COMMANDS = (OpenAccount, Deposit, Withdraw, CloseAccount) + ACCOUNT_STEPS
+ACCOUNT_EVENTS = (AccountOpened, MoneyDeposited, MoneyWithdrawn, AccountClosed, AccountDebited, AccountCredited,
+                  AccountRefunded)
 
 
 def validate(command: Command) -> Rejection | None:
@@ -122,7 +151,7 @@ def validate(command: Command) -> Rejection | None:
             text_error(command.description, "description", required=False),
             money_error(command.initial_balance, positive=False, field="initial_balance"),
         )
-    if isinstance(command, (Deposit, Withdraw)):
+    if isinstance(command, (Deposit, Withdraw) + ACCOUNT_STEPS):
         return money_error(command.amount, positive=True)
     return None
 
@@ -135,6 +164,13 @@ def decide(state: Account | None, command: Command, now_ms: int) -> tuple[Event,
 def evolve(state: Account | None, event: Event) -> Account:
     """`state` after `event`; never validates (replay trusts the log)."""
     return _EVOLVERS[type(event)](state, event)
+
+
+def react(state: Account | None, command: Command, result) -> tuple[Command, ...]:
+    """A transfer step is answered to its transfer, accepted or with the reason it was refused."""
+    if isinstance(command, ACCOUNT_STEPS):
+        return (reply_to(command, result.reason if isinstance(result, Rejection) else None),)
+    return ()
 
 
 def _envelope(state: Account | None, command: Command, now_ms: int, index: int = 0) -> dict:
@@ -193,7 +229,37 @@ def _close(state: Account | None, command: CloseAccount, now_ms: int):
     return (AccountClosed(**_envelope(state, command, now_ms)),)
 
 
-_DECIDERS = {OpenAccount: _open, Deposit: _deposit, Withdraw: _withdraw, CloseAccount: _close}
+def _debit(state: Account | None, command: DebitAccount, now_ms: int):
+    if rejection := _must_be_open(state, command):
+        return rejection
+    if command.amount > state.balance:
+        return Rejection(Reason.INSUFFICIENT_FUNDS,
+                         f"balance {state.balance} is less than {money(command.amount)}", "amount")
+    return (AccountDebited(**_envelope(state, command, now_ms), transfer_id=command.transfer_id,
+                           amount=money(command.amount), balance=state.balance - money(command.amount)),)
+
+
+def _credit(state: Account | None, command: CreditAccount, now_ms: int):
+    if rejection := _must_be_open(state, command):
+        return rejection
+    balance = state.balance + money(command.amount)
+    if money_error(balance, positive=False, field="balance"):
+        return Rejection(Reason.INVALID_AMOUNT, "the balance would exceed decimal(18,2)", "amount")
+    return (AccountCredited(**_envelope(state, command, now_ms), transfer_id=command.transfer_id,
+                            amount=money(command.amount), balance=balance),)
+
+
+def _refund(state: Account | None, command: RefundAccount, now_ms: int):
+    # The money was taken from this account by the same transfer: it goes back even if the account
+    # was closed meanwhile, or it would vanish from the ledger.
+    if state is None:
+        return Rejection(Reason.ACCOUNT_NOT_FOUND, f"account {command.account_id} does not exist")
+    return (AccountRefunded(**_envelope(state, command, now_ms), transfer_id=command.transfer_id,
+                            amount=money(command.amount), balance=state.balance + money(command.amount)),)
+
+
+_DECIDERS = {OpenAccount: _open, Deposit: _deposit, Withdraw: _withdraw, CloseAccount: _close,
+             DebitAccount: _debit, CreditAccount: _credit, RefundAccount: _refund}
 
 _EVOLVERS = {
     AccountOpened: lambda _, e: Account(
@@ -202,4 +268,7 @@ _EVOLVERS = {
     MoneyDeposited: lambda s, e: replace(s, balance=s.balance + e.amount, version=e.version),
     MoneyWithdrawn: lambda s, e: replace(s, balance=s.balance - e.amount, version=e.version),
     AccountClosed: lambda s, e: replace(s, status=CLOSED, version=e.version),
+    AccountDebited: lambda s, e: replace(s, balance=s.balance - e.amount, version=e.version),
+    AccountCredited: lambda s, e: replace(s, balance=s.balance + e.amount, version=e.version),
+    AccountRefunded: lambda s, e: replace(s, balance=s.balance + e.amount, version=e.version),
 }

@@ -26,6 +26,8 @@ class Reason:
     INVALID_FIELD = "INVALID_FIELD"
     TO_ACCOUNT_EXISTS = "TO_ACCOUNT_EXISTS"
     TO_ACCOUNT_NOT_FOUND = "TO_ACCOUNT_NOT_FOUND"
+    SAME_ACCOUNT = "SAME_ACCOUNT"
+    INVALID_STATE = "INVALID_STATE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,26 @@ class Command:
     @property
     def aggregate_id(self) -> str:  # pragma: no cover - every command overrides it
         raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply(Command):
+    """A step's answer to the process that asked for it (on a `*.replies` topic, not a command topic).
+
+    A reply gets no outcome of its own; when it `settles` a command whose outcome was deferred until
+    this answer (CreateCustomer waits for its email), the outcome it produces is that command's.
+    """
+
+    settles_command_id: str | None = None
+    settles_command_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """The command's outcome waits for a reply; `react` says which command asks for it."""
+
+
+DEFERRED = Deferred()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .emails import RecordEmailReservation, ReserveEmail
 from .base import (
+    DEFERRED,
     Command,
+    Deferred,
     Event,
     Reason,
     Rejection,
@@ -98,6 +101,7 @@ class Customer:
 
 
 CUSTOMER_COMMANDS = (CreateCustomer, AddToAccount, RemoveToAccount)
+CUSTOMER_REPLIES = (RecordEmailReservation,)
 CUSTOMER_EVENTS = (CustomerCreated, ToAccountAdded, ToAccountRemoved)
 
 
@@ -130,9 +134,21 @@ def validate(command: Command) -> Rejection | None:
     return None
 
 
-def decide(state: Customer | None, command: Command, now_ms: int) -> tuple[Event, ...] | Rejection:
-    """The events `command` causes on `state`, or why it is refused."""
+def decide(state: Customer | None, command: Command, now_ms: int) -> tuple[Event, ...] | Rejection | Deferred:
+    """The events `command` causes on `state`, or why it is refused, or DEFERRED until the email registry answers."""
+    if isinstance(command, RecordEmailReservation):
+        return _record_email_reservation(state, command, now_ms)
     return validate(command) or _DECIDERS[type(command)](state, command, now_ms)
+
+
+def react(state: Customer | None, command: Command, result) -> tuple[Command, ...]:
+    """A new customer first reserves its email with the registry."""
+    if isinstance(command, CreateCustomer) and result is DEFERRED:
+        return (ReserveEmail(command_id=f"{command.command_id}.reserve-email", email=normalize_email(command.email),
+                             customer_id=command.customer_id, create_command_id=command.command_id,
+                             first_name=command.first_name, last_name=command.last_name, phone=command.phone,
+                             address=command.address),)
+    return ()
 
 
 def evolve(state: Customer | None, event: Event) -> Customer:
@@ -164,9 +180,18 @@ def _create(state: Customer | None, command: CreateCustomer, now_ms: int):
         return Rejection(Reason.ALREADY_EXISTS, f"customer {command.customer_id} already exists")
     if rejection := version_conflict(command, 0):
         return rejection
-    return (CustomerCreated(**_envelope(state, command, now_ms), first_name=command.first_name,
-                            last_name=command.last_name, email=normalize_email(command.email),
-                            phone=command.phone or None, address=command.address or None),)
+    return DEFERRED
+
+
+def _record_email_reservation(state: Customer | None, reply: RecordEmailReservation, now_ms: int):
+    if not reply.accepted:
+        return Rejection(reply.reason or Reason.EMAIL_TAKEN, "another customer has this email", "email")
+    if state is not None:
+        return Rejection(Reason.ALREADY_EXISTS, f"customer {reply.customer_id} already exists")
+    return (CustomerCreated(event_id=event_id_for(reply.settles_command_id, 0), aggregate_id=reply.customer_id,
+                            version=1, command_id=reply.settles_command_id, occurred_at=now_ms,
+                            first_name=reply.first_name, last_name=reply.last_name, email=reply.email,
+                            phone=reply.phone or None, address=reply.address or None),)
 
 
 def _existing(state: Customer | None, command: Command) -> Rejection | None:

@@ -8,9 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from .accounts import OPEN, CLOSED, AccountClosed, AccountOpened, MoneyDeposited, MoneyWithdrawn
+from .accounts import (
+    CLOSED,
+    OPEN,
+    AccountClosed,
+    AccountCredited,
+    AccountDebited,
+    AccountOpened,
+    AccountRefunded,
+    MoneyDeposited,
+    MoneyWithdrawn,
+)
 from .base import Event
 from .customers import CustomerCreated, ToAccount, ToAccountAdded, ToAccountRemoved
+from .transfers import Transfer, evolve as evolve_transfer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +46,7 @@ class HistoryEntry:
     balance: Decimal
     occurred_at: int
     command_id: str
+    transfer_id: str | None = None  # set on the legs of a transfer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,7 +92,7 @@ def project_account(view: AccountView | None, event: Event) -> AccountView:
         return AccountView(account_id=event.aggregate_id, customer_id=event.customer_id, title=event.title,
                            description=event.description, balance=event.initial_balance, status=OPEN,
                            version=event.version)
-    if isinstance(event, (MoneyDeposited, MoneyWithdrawn)):
+    if isinstance(event, (MoneyDeposited, MoneyWithdrawn, AccountDebited, AccountCredited, AccountRefunded)):
         return replace(view, balance=event.balance, version=event.version)
     if isinstance(event, AccountClosed):
         return replace(view, status=CLOSED, version=event.version)
@@ -91,15 +103,15 @@ def history_entry(view: AccountView, event: Event) -> HistoryEntry:
     """The statement line `event` adds, given the view after it."""
     if isinstance(event, AccountOpened):
         amount = event.initial_balance
-    elif isinstance(event, MoneyDeposited):
+    elif isinstance(event, (MoneyDeposited, AccountCredited, AccountRefunded)):
         amount = event.amount
-    elif isinstance(event, MoneyWithdrawn):
+    elif isinstance(event, (MoneyWithdrawn, AccountDebited)):
         amount = -event.amount
     else:
         amount = Decimal("0.00")
     return HistoryEntry(account_id=view.account_id, version=event.version, entry_type=type(event).__name__,
                         amount=amount, balance=view.balance, occurred_at=event.occurred_at,
-                        command_id=event.command_id)
+                        command_id=event.command_id, transfer_id=getattr(event, "transfer_id", None))
 
 
 def summarize(view: AccountView) -> AccountSummary:
@@ -137,3 +149,12 @@ def with_account(view: CustomerView, summary: AccountSummary) -> CustomerView:
                 return view
             return replace(view, accounts=view.accounts[:index] + (summary,) + view.accounts[index + 1:])
     return replace(view, accounts=view.accounts + (summary,))
+
+
+#: The transfer view is the transfer's own fold: `GET /api/transfers/{id}` shows its state and reason.
+TransferView = Transfer
+
+
+def project_transfer(view: Transfer | None, event: Event) -> Transfer:
+    """The transfer view after `event` (the caller has checked `is_next`)."""
+    return evolve_transfer(view, event)
