@@ -40,6 +40,10 @@ def create_app(settings: Settings, **overrides) -> faust.App:
         broker_commit_every=1000,
         broker_commit_interval=0.5,
         broker_max_poll_records=500,  # robinhood/faust#402: smaller polls keep rebalances moving
+        # A worker killed with -9 leaves the group after this long; its partitions then move.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        broker_rebalance_timeout=30.0,
         stream_wait_empty=False,
         table_cleanup_interval=30.0,
         web_host=settings.web_host,

@@ -97,6 +97,29 @@ def demo(keep: bool):
     sys.exit(run_demo(Settings.from_env(), keep=keep))
 
 
+@cli.command(help="Read the event log from the start and check every ledger invariant; "
+                  "exit 0 only when all hold (1: violations, 2: Kafka unreachable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--no-views", is_flag=True, help="Skip the views (the tables' changelog topics).")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to read the whole log.")
+def verify(as_json: bool, no_views: bool, timeout: float):
+    from .verify import KafkaUnavailable, run
+
+    settings = Settings.from_env()
+    try:
+        report = run(settings, views=not no_views, timeout=timeout)
+    except KafkaUnavailable as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        click.echo(report.summary_line())
+        for violation in report.violations:
+            click.echo(violation)
+    sys.exit(0 if report.ok else 1)
+
+
 def main():
     cli(prog_name="bank")
 

@@ -5,6 +5,7 @@ records to send, so agents stay a few lines and every step is testable without K
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, MutableMapping
@@ -14,6 +15,9 @@ from .avro import Codec, DecodeError
 from .domain import views
 from .domain.base import DEFERRED, Command, Event, Reason, Rejection, Reply
 from .domain.outcomes import CommandOutcome, ProcessedCommand, outcome_of
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,9 @@ class CommandProcessor:
                 state = self.evolve(state, event)
             encoded_events = tuple(self.codec.encode(e) for e in result)
             self.states[aggregate_id] = self.codec.encode(state)
+        if isinstance(command, Reply) and isinstance(result, Rejection) and not command.settles_command_id:
+            log.warning("reply %s to %s refused: %s %s", type(command).__name__, aggregate_id, result.reason,
+                        result.message)
         follow_ups = self.react(state, command, result)
         outcome = None if result is DEFERRED else outcome_of(command, result, at)
         processed = ProcessedCommand(

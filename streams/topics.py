@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiokafka.partitioner import murmur2
+
 from .domain import accounts, customers, emails, outcomes, transfer_steps, transfers, views
 
 
@@ -86,3 +88,8 @@ def command_topic_for(command_type: type) -> TopicSpec:
         if command_type in spec.values:
             return spec
     raise KeyError(f"no command topic carries {command_type.__name__}")
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition of `key`, as aiokafka, the Java client and librdkafka's murmur2_random compute it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

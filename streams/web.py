@@ -23,6 +23,7 @@ from .domain.base import Rejection
 from .domain.outcomes import PENDING, REJECTED
 from .jsonio import InputError, as_money, dumps, new_id, parse_json, to_plain
 from .processing import history_key
+from .topics import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +172,18 @@ class Api:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise self.unavailable(f"the worker owning this key did not answer ({exc.__class__.__name__})")
 
-    def _owner(self, table: str, key: str):
-        try:
-            return self.app.router.key_store(table, key)
-        except (KeyError, IndexError):
-            raise self.unavailable("no worker owns this key yet; retry shortly") from None
+    def _owner(self, table: str, key: str) -> URL:
+        """The URL of the worker that actively owns `key`'s partition of `table`.
+
+        Computed here rather than by Faust's router, which asks the producer's metadata for the
+        partition count and fails (TypeError) until this worker has written to that changelog.
+        """
+        topic = self.tables[table].changelog_topic.get_topic_name()
+        partition = partition_for(key.encode(), self.pipeline.settings.partitions)
+        for url, assigned in self.app.assignor.changelog_distribution.items():
+            if partition in assigned.get(topic, ()):
+                return URL(url)
+        raise self.unavailable("no worker owns this key yet; retry shortly")
 
     def _owns(self, table: str, key: str) -> bool:
         owner = self._owner(table, key)

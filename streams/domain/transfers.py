@@ -29,6 +29,7 @@ COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 REFUNDED = "REFUNDED"
 TERMINAL = frozenset({COMPLETED, FAILED, REFUNDED})
+MAX_TRANSFER_ID = 100
 
 
 # Commands and replies -----------------------------------------------------------------------
@@ -109,7 +110,9 @@ def validate(command: Command) -> Rejection | None:
         return rejection
     if isinstance(command, TransferMoney):
         rejection = first_rejection(
-            text_error(command.transfer_id, "transfer_id", limit=200),
+            # The saga's step and reply ids append up to 13 characters ("<id>.refund.reply"): keep them
+            # well inside the 200 characters every command id may have.
+            text_error(command.transfer_id, "transfer_id", limit=MAX_TRANSFER_ID),
             text_error(command.from_account_id, "from_account_id", limit=200),
             text_error(command.to_account_id, "to_account_id", limit=200),
             text_error(command.description, "description", required=False),

@@ -9,6 +9,7 @@ producer, so every record an agent would send lands in `bank.emitted`.
     async def test_something(bank):
         async with bank.agent("process_account_commands") as agent:
             sent = await agent.put("A", OpenAccount(...))   # records (or raw bytes) in, Outgoing out
+            sent = await agent.put("T", reply_bytes, topic="bank.transfers.replies")  # for multi-topic agents
         assert bank.view("account_to_state", "A").balance == ...
 """
 from __future__ import annotations
@@ -45,11 +46,27 @@ class AgentDriver:
         self.bank = bank
         self.context = context
 
-    async def put(self, key: str | bytes | None, value: Any) -> list[Outgoing]:
+    async def put(self, key: str | bytes | None, value: Any, *, topic: str | None = None) -> list[Outgoing]:
+        """`topic` names the source topic the record seems to come from; without it, Faust names the
+        agent's one topic, or `<internal>` for an agent that reads several."""
         raw_key = key.encode() if isinstance(key, str) else key
         raw_value = value if isinstance(value, (bytes, bytearray)) else self.bank.codec.encode(value)
         before = len(self.bank.emitted)
-        await self.context.put(key=raw_key, value=bytes(raw_value))
+        if topic is None:
+            await self.context.put(key=raw_key, value=bytes(raw_value))
+        else:
+            to_message = self.context.to_message
+
+            def from_topic(*args, **kwargs):
+                message = to_message(*args, **kwargs)
+                message.topic = topic
+                return message
+
+            self.context.to_message = from_topic
+            try:
+                await self.context.put(key=raw_key, value=bytes(raw_value))
+            finally:
+                del self.context.to_message
         return self.bank.emitted[before:]
 
 

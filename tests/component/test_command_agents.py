@@ -1,4 +1,4 @@
-"""process_account_commands and process_customer_commands, run as wired agents."""
+"""process_account_commands, process_customer_commands and process_email_commands, run as wired agents."""
 from __future__ import annotations
 
 import os
@@ -20,10 +20,12 @@ from streams.domain.accounts import (
 )
 from streams.domain.base import Reason
 from streams.domain.customers import AddToAccount, CreateCustomer, CustomerCreated, ToAccountAdded
+from streams.domain.emails import EmailReserved, RecordEmailReservation, ReserveEmail
 from streams.domain.outcomes import ACCEPTED, REJECTED
 
 ACCOUNTS = "process_account_commands"
 CUSTOMERS = "process_customer_commands"
+EMAILS = "process_email_commands"
 
 
 def open_account(command_id="open-1", account_id="A", customer_id="C", balance="5.00"):
@@ -46,6 +48,18 @@ def create_customer(command_id="create-1", customer_id="C", email="  Ada@Example
 
 def on(topic, records):
     return [r for r in records if r.topic == topic.name]
+
+
+async def through_the_registry(bank, customers, command, key=None):
+    """Puts `command` to the customer agent, its ReserveEmail to the registry, the reply back to the
+    customer agent, each as the exact bytes emitted; returns what each of the three puts emitted."""
+    async with bank.agent(EMAILS) as registry:
+        asked = await customers.put(key or command.customer_id, command)
+        (request,) = on(topics.EMAIL_COMMANDS, asked)
+        answered = await registry.put(request.key, request.value)
+        (reply,) = on(topics.CUSTOMER_REPLIES, answered)
+        settled = await customers.put(reply.key, reply.value, topic=topics.CUSTOMER_REPLIES.name)
+    return asked, answered, settled
 
 
 # Accepted commands -------------------------------------------------------------------------
@@ -271,17 +285,48 @@ async def test_an_unreadable_or_foreign_account_command_is_dead_lettered_and_the
 # Customer commands ----------------------------------------------------------------------------------
 
 @scenario
-async def test_creating_a_customer_emits_customer_created_with_the_normalized_email_and_an_accepted_outcome(bank):
+async def test_creating_a_customer_asks_the_registry_for_the_normalized_email_and_emits_no_outcome_yet(bank):
     async with bank.agent(CUSTOMERS) as agent:
         sent = await agent.put("C", create_customer())
+
+    assert [(r.topic, r.key) for r in sent] == [(topics.EMAIL_COMMANDS.name, "ada@example.com")]
+    request = bank.decode(sent[0])
+    assert request == ReserveEmail(command_id="create-1.reserve-email", email="ada@example.com", customer_id="C",
+                                   create_command_id="create-1", first_name="Ada", last_name="Lovelace")
+    assert bank.raw("customer_to_state", "C") is None
+    assert bank.view("customer_command_to_result", "create-1").outcome is None
+
+
+@scenario
+async def test_the_registry_reserves_a_free_email_and_replies_to_the_customer_keyed_by_customer_id(bank):
+    async with bank.agent(CUSTOMERS) as agent:
+        asked, answered, _ = await through_the_registry(bank, agent, create_customer())
+
+    assert [(r.topic, r.key) for r in answered] == [(topics.EMAIL_EVENTS.name, "ada@example.com"),
+                                                    (topics.CUSTOMER_REPLIES.name, "C"),
+                                                    (topics.COMMAND_OUTCOMES.name, "create-1.reserve-email")]
+    reserved, reply, _ = (bank.decode(r) for r in answered)
+    assert isinstance(reserved, EmailReserved)
+    assert (reserved.aggregate_id, reserved.customer_id, reserved.version) == ("ada@example.com", "C", 1)
+    assert isinstance(reply, RecordEmailReservation)
+    assert (reply.command_id, reply.accepted, reply.reason) == ("create-1.reserve-email.reply", True, None)
+    assert (reply.settles_command_id, reply.settles_command_type) == ("create-1", "CreateCustomer")
+    assert bank.view("email_to_reservation", "ada@example.com").customer_id == "C"
+
+
+@scenario
+async def test_creating_a_customer_emits_customer_created_with_the_normalized_email_and_an_accepted_outcome(bank):
+    async with bank.agent(CUSTOMERS) as agent:
+        _, _, sent = await through_the_registry(bank, agent, create_customer())
 
     assert [(r.topic, r.key) for r in sent] == [(topics.CUSTOMER_EVENTS.name, "C"),
                                                 (topics.COMMAND_OUTCOMES.name, "create-1")]
     event, outcome = (bank.decode(r) for r in sent)
     assert isinstance(event, CustomerCreated)
-    assert (event.event_id, event.aggregate_id, event.version, event.email) == (
-        "create-1.0", "C", 1, "ada@example.com")
-    assert (outcome.status, outcome.version, outcome.command_type) == (ACCEPTED, 1, "CreateCustomer")
+    assert (event.event_id, event.aggregate_id, event.version, event.email, event.command_id) == (
+        "create-1.0", "C", 1, "ada@example.com", "create-1")
+    assert (outcome.status, outcome.version, outcome.command_type, outcome.command_id, outcome.aggregate_id) == (
+        ACCEPTED, 1, "CreateCustomer", "create-1", "C")
     state = bank.view("customer_to_state", "C")
     assert (state.first_name, state.email, state.version, state.to_accounts) == ("Ada", "ada@example.com", 1, ())
 
@@ -289,7 +334,7 @@ async def test_creating_a_customer_emits_customer_created_with_the_normalized_em
 @scenario
 async def test_adding_a_to_account_to_a_customer_emits_to_account_added_at_the_next_version(bank):
     async with bank.agent(CUSTOMERS) as agent:
-        await agent.put("C", create_customer())
+        await through_the_registry(bank, agent, create_customer())
         sent = await agent.put("C", AddToAccount(command_id="add-1", customer_id="C", account_id="B",
                                                  title="Rent", owner="Landlord"))
 
@@ -303,13 +348,61 @@ async def test_adding_a_to_account_to_a_customer_emits_to_account_added_at_the_n
 @scenario
 async def test_creating_an_existing_customer_again_is_rejected_with_already_exists_and_changes_nothing(bank):
     async with bank.agent(CUSTOMERS) as agent:
-        await agent.put("C", create_customer())
+        await through_the_registry(bank, agent, create_customer())
         before = bank.raw("customer_to_state", "C")
         sent = await agent.put("C", create_customer(command_id="create-2", email="other@example.com"))
 
     assert [(r.topic, r.key) for r in sent] == [(topics.COMMAND_OUTCOMES.name, "create-2")]
     assert (bank.decode(sent[0]).status, bank.decode(sent[0]).reason) == (REJECTED, Reason.ALREADY_EXISTS)
     assert bank.raw("customer_to_state", "C") == before
+    assert bank.raw("email_to_reservation", "other@example.com") is None  # no email reserved for nothing
+
+
+@scenario
+async def test_two_customers_racing_for_one_email_create_exactly_one_and_the_other_is_rejected_email_taken(bank):
+    async with bank.agent(CUSTOMERS) as customers, bank.agent(EMAILS) as registry:
+        ada = await customers.put("C1", create_customer("create-1", "C1", email="ada@example.com"))
+        eve = await customers.put("C2", create_customer("create-2", "C2", email=" ADA@example.com"))
+        requests = on(topics.EMAIL_COMMANDS, ada + eve)
+        assert [r.key for r in requests] == ["ada@example.com", "ada@example.com"]  # they meet on one key
+        answers = [await registry.put(r.key, r.value) for r in requests]
+        replies = [r for answer in answers for r in on(topics.CUSTOMER_REPLIES, answer)]
+        settled = [await customers.put(r.key, r.value) for r in replies]
+
+    events = [bank.decode(r) for batch in settled for r in on(topics.CUSTOMER_EVENTS, batch)]
+    assert [(type(e), e.aggregate_id) for e in events] == [(CustomerCreated, "C1")]
+    outcomes = {o.command_id: o for o in (bank.decode(r) for batch in settled
+                                          for r in on(topics.COMMAND_OUTCOMES, batch))}
+    assert set(outcomes) == {"create-1", "create-2"}
+    assert (outcomes["create-1"].status, outcomes["create-1"].version) == (ACCEPTED, 1)
+    assert (outcomes["create-2"].status, outcomes["create-2"].reason, outcomes["create-2"].field) == (
+        REJECTED, Reason.EMAIL_TAKEN, "email")
+    assert (outcomes["create-2"].command_type, outcomes["create-2"].aggregate_id) == ("CreateCustomer", "C2")
+    assert bank.raw("customer_to_state", "C2") is None
+    assert bank.view("email_to_reservation", "ada@example.com").customer_id == "C1"
+
+
+@scenario
+async def test_a_second_create_of_one_customer_with_the_same_email_is_answered_but_creates_nothing_twice(bank):
+    async with bank.agent(CUSTOMERS) as agent:
+        await through_the_registry(bank, agent, create_customer("create-1"))
+        sent = await agent.put("C", create_customer("create-2"))
+
+    assert [(r.topic, bank.decode(r).reason) for r in sent] == [(topics.COMMAND_OUTCOMES.name,
+                                                                 Reason.ALREADY_EXISTS)]
+    assert bank.view("customer_to_state", "C").version == 1
+
+
+@scenario
+async def test_a_reply_keyed_by_another_id_than_its_customer_is_dead_lettered(bank):
+    async with bank.agent(CUSTOMERS) as agent, bank.agent(EMAILS) as registry:
+        asked = await agent.put("C", create_customer())
+        answered = await registry.put(asked[0].key, asked[0].value)
+        (reply,) = on(topics.CUSTOMER_REPLIES, answered)
+        sent = await agent.put("D", reply.value)
+
+    assert [(r.topic, r.key, r.value) for r in sent] == [(topics.DEADLETTER.name, "D", reply.value)]
+    assert bank.raw("customer_to_state", "C") is None and bank.raw("customer_to_state", "D") is None
 
 
 @scenario
@@ -335,12 +428,39 @@ async def test_a_to_account_for_an_unknown_customer_is_rejected_with_customer_no
 async def test_a_redelivered_create_customer_re_emits_the_same_bytes_and_leaves_the_state_unchanged(bank):
     async with bank.agent(CUSTOMERS) as agent:
         first = await agent.put("C", create_customer())
-        state = bank.raw("customer_to_state", "C")
+        result = bank.raw("customer_command_to_result", "create-1")
         second = await agent.put("C", create_customer())
 
-    assert len(first) == 2 and second == first
+    assert len(first) == 1 and second == first  # the same ReserveEmail, still no outcome
+    assert bank.raw("customer_command_to_result", "create-1") == result
+    assert bank.raw("customer_to_state", "C") is None
+
+
+@scenario
+async def test_a_create_customer_redelivered_after_the_reply_re_emits_the_creation_and_the_accepted_outcome(bank):
+    async with bank.agent(CUSTOMERS) as agent:
+        _, _, settled = await through_the_registry(bank, agent, create_customer())
+        state = bank.raw("customer_to_state", "C")
+        again = await agent.put("C", create_customer())
+
+    assert len(settled) == 2 and again == settled
     assert bank.raw("customer_to_state", "C") == state
-    assert bank.decode(second[1]).status == ACCEPTED  # not ALREADY_EXISTS: the duplicate is answered as before
+    assert bank.decode(again[1]).status == ACCEPTED  # not ALREADY_EXISTS: the duplicate is answered as before
+
+
+@scenario
+async def test_a_redelivered_reply_and_reservation_re_emit_the_same_bytes_and_leave_the_state_unchanged(bank):
+    async with bank.agent(CUSTOMERS) as agent, bank.agent(EMAILS) as registry:
+        asked, answered, settled = await through_the_registry(bank, agent, create_customer())
+        state, reservation = bank.raw("customer_to_state", "C"), bank.raw("email_to_reservation", "ada@example.com")
+        answered_again = await registry.put(asked[0].key, asked[0].value)
+        (reply,) = on(topics.CUSTOMER_REPLIES, answered)
+        settled_again = await agent.put(reply.key, reply.value)
+
+    assert answered_again == answered and settled_again == settled
+    assert bank.raw("customer_to_state", "C") == state
+    assert bank.raw("email_to_reservation", "ada@example.com") == reservation
+    assert bank.view("customer_to_state", "C").version == 1
 
 
 @scenario
@@ -364,8 +484,8 @@ async def test_an_unreadable_or_foreign_customer_command_is_dead_lettered_and_th
                        "Deposit does not belong on")
     async with bank.agent(CUSTOMERS) as agent:
         value = make(bank.codec)
-        parked = await agent.put("C", value)
-        after = await agent.put("C", create_customer())
+        parked = await agent.put("C", value, topic=topics.CUSTOMER_COMMANDS.name)
+        _, _, after = await through_the_registry(bank, agent, create_customer())
 
     assert [(r.topic, r.key, r.value) for r in parked] == [(topics.DEADLETTER.name, "C", value)]
     headers = dict(parked[0].headers)
@@ -374,3 +494,27 @@ async def test_an_unreadable_or_foreign_customer_command_is_dead_lettered_and_th
     assert error.encode() in headers["deadletter.error"]
     assert [bank.decode(r).status for r in on(topics.COMMAND_OUTCOMES, after)] == [ACCEPTED]
     assert bank.view("customer_to_state", "C").version == 1
+
+
+@scenario
+async def test_garbage_on_the_customer_replies_topic_is_dead_lettered_naming_that_topic(bank):
+    async with bank.agent(CUSTOMERS) as agent:
+        parked = await agent.put("C", b"\x00garbage", topic=topics.CUSTOMER_REPLIES.name)
+        _, _, after = await through_the_registry(bank, agent, create_customer())
+
+    assert [(r.topic, r.key, r.value) for r in parked] == [(topics.DEADLETTER.name, "C", b"\x00garbage")]
+    assert dict(parked[0].headers)["deadletter.topic"] == topics.CUSTOMER_REPLIES.name.encode()
+    assert [bank.decode(r).status for r in on(topics.COMMAND_OUTCOMES, after)] == [ACCEPTED]
+
+
+@scenario
+async def test_a_reply_for_an_email_on_the_email_command_topic_is_dead_lettered(bank):
+    reply = RecordEmailReservation(command_id="x.reply", customer_id="C", email="ada@example.com", accepted=True,
+                                   first_name="Ada", last_name="Lovelace", settles_command_id="x",
+                                   settles_command_type="CreateCustomer")
+    async with bank.agent(EMAILS) as registry:
+        parked = await registry.put("ada@example.com", reply)
+
+    assert [r.topic for r in parked] == [topics.DEADLETTER.name]
+    assert b"RecordEmailReservation does not belong on" in dict(parked[0].headers)["deadletter.error"]
+    assert bank.raw("email_to_reservation", "ada@example.com") is None

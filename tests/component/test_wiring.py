@@ -11,22 +11,46 @@ from streams import topics
 
 TABLES = {
     "customer_to_state", "customer_command_to_result", "account_to_state", "account_command_to_result",
-    "account_to_view", "account_version_to_entry", "customer_to_view", "email_to_customer", "command_to_outcome",
+    "transfer_to_state", "transfer_command_to_result", "email_to_reservation", "email_command_to_result",
+    "transfer_to_view", "account_to_view", "account_version_to_entry", "customer_to_view", "email_to_customer",
+    "command_to_outcome",
 }
-AGENTS = {
-    "process_customer_commands": {topics.CUSTOMER_COMMANDS.name},
-    "process_account_commands": {topics.ACCOUNT_COMMANDS.name},
-    "project_accounts": {topics.ACCOUNT_EVENTS.name},
-    "project_customers": {topics.CUSTOMER_EVENTS.name, topics.CUSTOMER_ACCOUNTS.name},
-    "index_emails": {topics.CUSTOMER_EMAILS.name},
-    "record_outcomes": {topics.COMMAND_OUTCOMES.name},
-}
+#: Readers in streams.topics that are no agents of the worker.
+NOT_AGENTS = {"bank verify", "bank send --wait", "operators"}
+
+
+def topics_read_by_agents() -> dict[str, set[str]]:
+    """agent name → the topics whose spec names it as a reader: what the worker must subscribe to."""
+    read: dict[str, set[str]] = {}
+    for spec in topics.ALL_TOPICS:
+        for reader in spec.readers:
+            if reader not in NOT_AGENTS:
+                read.setdefault(reader, set()).add(spec.name)
+    return read
+
+
+AGENTS = topics_read_by_agents()
+
+
+def test_the_topic_specs_name_nine_agents_as_readers():
+    assert len(AGENTS) == 9, sorted(AGENTS)
+    assert AGENTS["process_customer_commands"] == {topics.CUSTOMER_COMMANDS.name, topics.CUSTOMER_REPLIES.name}
+    assert AGENTS["process_transfer_commands"] == {topics.TRANSFER_COMMANDS.name, topics.TRANSFER_REPLIES.name}
+    assert AGENTS["process_email_commands"] == {topics.EMAIL_COMMANDS.name}
+    assert AGENTS["project_transfers"] == {topics.TRANSFER_EVENTS.name}
 
 
 @scenario
-async def test_wire_declares_exactly_the_nine_tables_and_six_agents(bank):
+async def test_wire_declares_exactly_the_fourteen_tables_and_nine_agents(bank):
+    assert len(TABLES) == 14
     assert set(bank.pipeline.tables) == TABLES
     assert set(bank.pipeline.agents) == set(AGENTS)
+
+
+def test_co_read_topics_share_their_key_so_they_are_co_partitioned():
+    for name, read in AGENTS.items():
+        keys = {spec.key for spec in topics.ALL_TOPICS if spec.name in read}
+        assert len(keys) == 1, (name, keys)
 
 
 @scenario
@@ -56,10 +80,7 @@ async def test_every_agent_has_a_one_line_docstring(bank):
 async def test_every_agent_reads_exactly_the_topics_that_name_it_as_reader(bank):
     for name, agent in bank.pipeline.agents.items():
         assert set(agent.channel.topics) == AGENTS[name], name
-    for spec in topics.ALL_TOPICS:
-        for reader in spec.readers:
-            if reader in AGENTS:
-                assert spec.name in AGENTS[reader], (spec.name, reader)
+    assert set(bank.pipeline.agents) | NOT_AGENTS == {r for spec in topics.ALL_TOPICS for r in spec.readers}
 
 
 @scenario

@@ -79,6 +79,12 @@ class Worker:
                 self.process.kill()
                 self.process.wait(10)
 
+    def kill(self):
+        """kill -9: no shutdown, no flush, no commit."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
     def health(self) -> dict | None:
         try:
             response = httpx.get(f"{self.url}/health", timeout=2)

@@ -3,7 +3,8 @@
     account.given(opened(), deposited("10.00", "10.00", 2)).when(Withdraw(...)).then_rejected(Reason.X)
 
 `given(*events)` folds the events with `evolve` into a state, `when(command)` calls
-`decide(state, command, now_ms)`, and `then(...)` / `then_rejected(...)` assert the result.
+`decide(state, command, now_ms)`, and `then(...)` / `then_rejected(...)` / `then_deferred()` assert
+the result. With `react`, `then_issues(...)` asserts the follow-up commands `react` asks for.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any, Callable
 
-from streams.domain.base import Event, Rejection
+from streams.domain.base import DEFERRED, Event, Rejection
 
 NOW = 1_700_000_000_000  # a fixed "now" in ms; tests never read the clock
 
@@ -24,6 +25,7 @@ def fold(evolve: Callable, events, state=None):
 class Aggregate:
     decide: Callable
     evolve: Callable
+    react: Callable | None = None
 
     def given(self, *events: Event) -> "Given":
         return Given(self, fold(self.evolve, events))
@@ -32,11 +34,13 @@ class Aggregate:
         return Given(self, None)
 
     def run(self, *commands, now_ms: int = NOW) -> tuple[Event, ...]:
-        """Decides and applies each command in turn (all must be accepted); every event emitted."""
+        """Decides and applies each command in turn (all must be accepted or DEFERRED); every event emitted."""
         state, emitted = None, []
         for command in commands:
             result = self.decide(state, command, now_ms)
             assert not isinstance(result, Rejection), f"{command} was rejected: {result}"
+            if result is DEFERRED:
+                continue
             emitted.extend(result)
             state = fold(self.evolve, result, state)
         return tuple(emitted)
@@ -48,7 +52,7 @@ class Given:
     state: Any
 
     def when(self, command, now_ms: int = NOW) -> "Then":
-        return Then(self.aggregate, self.state, self.aggregate.decide(self.state, command, now_ms))
+        return Then(self.aggregate, self.state, self.aggregate.decide(self.state, command, now_ms), command)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class Then:
     aggregate: Aggregate
     state_before: Any
     result: tuple[Event, ...] | Rejection
+    command: Any = None
 
     @property
     def events(self) -> tuple[Event, ...]:
@@ -67,6 +72,23 @@ class Then:
     def state(self):
         """The state after folding the emitted events into the given state."""
         return fold(self.aggregate.evolve, self.events, self.state_before)
+
+    @property
+    def reactions(self) -> tuple:
+        """What `react` issues for this command and result, given the state after the result."""
+        assert self.aggregate.react is not None, "this aggregate was given no react"
+        after = self.state if isinstance(self.result, tuple) else self.state_before
+        reactions = self.aggregate.react(after, self.command, self.result)
+        assert isinstance(reactions, tuple), f"react must return a tuple, got {type(reactions)}"
+        return reactions
+
+    def then_issues(self, *expected) -> "Then":
+        assert self.reactions == expected
+        return self
+
+    def then_deferred(self) -> "Then":
+        assert self.result is DEFERRED, f"expected DEFERRED, got {self.result}"
+        return self
 
     def then(self, *expected: Event) -> "Then":
         assert self.events == expected

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from given_when_then import NOW, Aggregate
-from streams.domain import customers
-from streams.domain.base import Reason
+from streams.domain import customers, emails
+from streams.domain.base import DEFERRED, Reason
 from streams.domain.customers import (
     AddToAccount,
     CreateCustomer,
@@ -16,8 +16,9 @@ from streams.domain.customers import (
     ToAccountAdded,
     ToAccountRemoved,
 )
+from streams.domain.emails import EmailReservation, RecordEmailReservation, ReserveEmail
 
-customer = Aggregate(customers.decide, customers.evolve)
+customer = Aggregate(customers.decide, customers.evolve, customers.react)
 
 CUST = "cust-1"
 EARLIER = NOW - 60_000
@@ -60,34 +61,133 @@ def remove(account_id: str = "acc-9", **overrides) -> RemoveToAccount:
     return RemoveToAccount(**{"command_id": "cmd-rm", "customer_id": CUST, "account_id": account_id, **overrides})
 
 
+# Replies from the email registry ---------------------------------------------------------------
+
+def reservation(command: CreateCustomer, accepted: bool = True, reason: str | None = None,
+                **overrides) -> RecordEmailReservation:
+    """The registry's answer to `command`'s ReserveEmail, built by hand (the email already normalized)."""
+    fields = dict(command_id=f"{command.command_id}.reserve-email.reply", customer_id=command.customer_id,
+                  email=command.email.strip().lower(), accepted=accepted,
+                  reason=reason if reason is not None or accepted else Reason.EMAIL_TAKEN,
+                  first_name=command.first_name, last_name=command.last_name, phone=command.phone,
+                  address=command.address, settles_command_id=command.command_id,
+                  settles_command_type="CreateCustomer")
+    fields.update(overrides)
+    return RecordEmailReservation(**fields)
+
+
+def created_through_the_registry(command: CreateCustomer, now_ms: int = NOW) -> CustomerCreated:
+    """decide → DEFERRED, react → ReserveEmail, the real registry's answer, decide → CustomerCreated."""
+    assert customers.decide(None, command, now_ms) is DEFERRED
+    (reserve,) = customers.react(None, command, DEFERRED)
+    result = emails.decide(None, reserve, now_ms)
+    (reply,) = emails.react(None, reserve, result)
+    (event,) = customers.decide(None, reply, now_ms)
+    return event
+
+
 # Create ------------------------------------------------------------------------------------
 
-def test_creating_a_new_customer_emits_customer_created_at_version_1():
-    customer.given().when(create()).then(
+def test_creating_a_new_customer_is_deferred_until_the_registry_has_reserved_the_email():
+    customer.given().when(create()).then_deferred()
+
+
+def test_creating_a_new_customer_asks_the_registry_to_reserve_its_email_for_it():
+    customer.given().when(create()).then_issues(
+        ReserveEmail(command_id="cmd-create.reserve-email", email="ada@example.com", customer_id=CUST,
+                     create_command_id="cmd-create", first_name="Ada", last_name="Lovelace",
+                     phone="+44 20 7946 0000", address="12 St James's Sq"))
+
+
+def test_a_deferred_create_changes_no_state():
+    then = customer.given().when(create())
+    assert then.result is DEFERRED and then.state_before is None
+
+
+def test_a_reserved_email_creates_the_customer_at_version_1_under_the_original_create_command():
+    customer.given().when(reservation(create())).then(
         CustomerCreated(event_id="cmd-create.0", aggregate_id=CUST, version=1, command_id="cmd-create",
                         occurred_at=NOW, first_name="Ada", last_name="Lovelace", email="ada@example.com",
                         phone="+44 20 7946 0000", address="12 St James's Sq"))
 
 
+def test_creating_a_new_customer_through_the_real_registry_emits_customer_created_at_version_1():
+    assert created_through_the_registry(create()) == CustomerCreated(
+        event_id="cmd-create.0", aggregate_id=CUST, version=1, command_id="cmd-create", occurred_at=NOW,
+        first_name="Ada", last_name="Lovelace", email="ada@example.com", phone="+44 20 7946 0000",
+        address="12 St James's Sq")
+
+
+def test_the_registry_answers_exactly_the_reply_the_customer_expects():
+    command = create(email="  Ada@Example.COM ")
+    (reserve,) = customers.react(None, command, DEFERRED)
+    assert emails.react(None, reserve, emails.decide(None, reserve, NOW)) == (reservation(command),)
+
+
 def test_a_created_customer_has_no_to_accounts_and_version_1():
-    customer.given().when(create()).then_state(
+    customer.given().when(reservation(create())).then_state(
         Customer(customer_id=CUST, first_name="Ada", last_name="Lovelace", email="ada@example.com",
                  phone="+44 20 7946 0000", address="12 St James's Sq", to_accounts=(), version=1))
 
 
 def test_the_email_is_normalized_to_lower_case_without_surrounding_blanks():
-    (event,) = customer.given().when(create(email="  Ada.Lovelace@Example.COM ")).events
-    assert event.email == "ada.lovelace@example.com"
+    command = create(email="  Ada.Lovelace@Example.COM ")
+    (reserve,) = customer.given().when(command).reactions
+    assert (reserve.email, reserve.aggregate_id) == ("ada.lovelace@example.com", "ada.lovelace@example.com")
+    assert created_through_the_registry(command).email == "ada.lovelace@example.com"
 
 
 def test_empty_phone_and_address_are_stored_as_absent():
-    (event,) = customer.given().when(create(phone="", address="")).events
+    event = created_through_the_registry(create(phone="", address=""))
     assert (event.phone, event.address) == (None, None)
 
 
 def test_phone_and_address_are_optional():
-    (event,) = customer.given().when(create(phone=None, address=None)).events
+    event = created_through_the_registry(create(phone=None, address=None))
     assert (event.phone, event.address) == (None, None)
+
+
+def test_a_reserved_email_for_a_customer_created_meanwhile_is_rejected_as_already_existing():
+    # Two creates of one customer id with different emails: both reserve, the second reply finds the customer.
+    customer.given(created()).when(reservation(create(command_id="cmd-2", email="other@example.com"))) \
+        .then_rejected(Reason.ALREADY_EXISTS)
+
+
+def test_an_email_taken_by_another_customer_rejects_the_create_as_email_taken():
+    customer.given().when(reservation(create(), accepted=False, reason=Reason.EMAIL_TAKEN)).then_rejected(
+        Reason.EMAIL_TAKEN, "email")
+
+
+def test_a_refused_reservation_without_a_reason_is_still_email_taken():
+    customer.given().when(reservation(create(), accepted=False, reason=None)).then_rejected(
+        Reason.EMAIL_TAKEN, "email")
+
+
+def test_an_email_taken_rejection_even_on_an_existing_customer_changes_nothing():
+    then = customer.given(created()).when(reservation(create(), accepted=False))
+    then.then_rejected(Reason.EMAIL_TAKEN, "email")
+    then.then_issues()
+
+
+def test_a_reply_from_the_registry_issues_nothing_more():
+    customer.given().when(reservation(create())).then_issues()
+    customer.given().when(reservation(create(), accepted=False)).then_issues()
+
+
+@pytest.mark.parametrize(("existing", "command", "reason"), [
+    (True, create(), Reason.ALREADY_EXISTS),
+    (False, create(email="not-an-email"), Reason.INVALID_FIELD),
+    (False, create(expected_version=3), Reason.VERSION_CONFLICT),
+], ids=["already exists", "invalid email", "version conflict"])
+def test_a_rejected_create_reserves_no_email(existing, command, reason):
+    then = (customer.given(created()) if existing else customer.given()).when(command)
+    then.then_rejected(reason)
+    then.then_issues()
+
+
+def test_other_customer_commands_issue_nothing():
+    customer.given(created()).when(add()).then_issues()
+    customer.given(created(), added("acc-9", 2)).when(remove()).then_issues()
 
 
 def test_creating_a_customer_that_already_exists_is_rejected_as_already_existing():
@@ -125,14 +225,17 @@ def test_an_over_long_field_is_rejected_as_an_invalid_field(field, too_long):
 
 def test_fields_at_their_length_limits_are_accepted():
     email = "a" * 242 + "@example.com"  # 254 characters
-    (event,) = customer.given().when(create(first_name="f" * 200, last_name="l" * 200, email=email,
-                                            phone="1" * 50, address="x" * 1000)).events
+    command = create(customer_id="c" * 200, command_id="k" * 200, first_name="f" * 200, last_name="l" * 200,
+                     email=email, phone="1" * 50, address="x" * 1000)
+    customer.given().when(command).then_deferred()
+    event = created_through_the_registry(command)
     assert (len(event.first_name), len(event.last_name), len(event.email), len(event.phone),
             len(event.address)) == (200, 200, 254, 50, 1000)
 
 
 def test_creating_with_expected_version_0_is_accepted():
-    (event,) = customer.given().when(create(expected_version=0)).events
+    customer.given().when(create(expected_version=0)).then_deferred()
+    (event,) = customer.given().when(reservation(create(expected_version=0))).events
     assert event.version == 1
 
 
@@ -230,8 +333,8 @@ def test_the_same_customer_command_twice_yields_the_same_events():
 
 
 def test_customer_versions_are_gap_free_from_1_and_occur_at_now():
-    events = customer.run(create(command_id="c1"), add("a", command_id="c2"), add("b", command_id="c3"),
-                          remove("a", command_id="c4"), now_ms=12345)
+    events = customer.run(create(command_id="c1"), reservation(create(command_id="c1")), add("a", command_id="c2"),
+                          add("b", command_id="c3"), remove("a", command_id="c4"), now_ms=12345)
     assert [e.version for e in events] == [1, 2, 3, 4]
     assert [e.event_id for e in events] == ["c1.0", "c2.0", "c3.0", "c4.0"]
     assert {e.occurred_at for e in events} == {12345}

@@ -9,14 +9,28 @@ from streams.domain.accounts import (
     CLOSED,
     OPEN,
     AccountClosed,
+    AccountCredited,
+    AccountDebited,
     AccountOpened,
+    AccountRefunded,
     Deposit,
     MoneyDeposited,
     MoneyWithdrawn,
     Withdraw,
 )
 from streams.domain.base import Reason, Rejection
-from streams.domain.customers import CustomerCreated, ToAccount, ToAccountAdded, ToAccountRemoved
+from streams.domain.customers import CreateCustomer, CustomerCreated, ToAccount, ToAccountAdded, ToAccountRemoved
+from streams.domain.emails import RecordEmailReservation
+from streams.domain.transfer_steps import CreditAccount, RecordCredit, RecordDebit
+from streams.domain.transfers import (
+    COMPLETED,
+    DEBITED,
+    INITIATED,
+    Transfer,
+    TransferCompleted,
+    TransferDebited,
+    TransferInitiated,
+)
 from streams.domain.outcomes import ACCEPTED, REJECTED, CommandOutcome, outcome_of
 from streams.domain.views import (
     AccountSummary,
@@ -28,6 +42,7 @@ from streams.domain.views import (
     placeholder_customer,
     project_account,
     project_customer,
+    project_transfer,
     summarize,
     with_account,
 )
@@ -123,6 +138,41 @@ def test_a_withdrawal_line_has_a_negative_amount():
     assert line.amount < 0
 
 
+def test_the_legs_of_a_transfer_are_statement_lines_that_name_the_transfer():
+    lines = history_of((OPENED, AccountDebited(**envelope(2, "t1.debit"), transfer_id="t1", amount=D("30.00"),
+                                               balance=D("70.00")),
+                        AccountCredited(**envelope(3, "t2.credit"), transfer_id="t2", amount=D("5.00"),
+                                        balance=D("75.00")),
+                        AccountRefunded(**envelope(4, "t1.refund"), transfer_id="t1", amount=D("30.00"),
+                                        balance=D("105.00"))))
+    assert [(l.entry_type, l.amount, l.balance, l.transfer_id, l.command_id) for l in lines] == [
+        ("AccountOpened", D("100.00"), D("100.00"), None, "c1"),
+        ("AccountDebited", D("-30.00"), D("70.00"), "t1", "t1.debit"),
+        ("AccountCredited", D("5.00"), D("75.00"), "t2", "t2.credit"),
+        ("AccountRefunded", D("30.00"), D("105.00"), "t1", "t1.refund"),
+    ]
+
+
+def test_the_account_view_takes_the_balance_of_transfer_legs():
+    view = project_account(project_account(None, OPENED), AccountDebited(
+        **envelope(2, "t1.debit"), transfer_id="t1", amount=D("30.00"), balance=D("70.00")))
+    assert (view.balance, view.version) == (D("70.00"), 2)
+
+
+# Transfer view -----------------------------------------------------------------------------
+
+def test_the_transfer_view_follows_the_saga():
+    initiated = TransferInitiated(**envelope(1, "tr", aggregate_id="t1"), from_account_id="a", to_account_id="b",
+                                  amount=D("30.00"), description="rent")
+    view = project_transfer(None, initiated)
+    assert view == Transfer(transfer_id="t1", from_account_id="a", to_account_id="b", amount=D("30.00"),
+                            description="rent", state=INITIATED, reason=None, version=1)
+    view = project_transfer(view, TransferDebited(**envelope(2, "t1.debit.reply", aggregate_id="t1")))
+    assert (view.state, view.version) == (DEBITED, 2)
+    view = project_transfer(view, TransferCompleted(**envelope(3, "t1.credit.reply", aggregate_id="t1")))
+    assert (view.state, view.version, view.reason) == (COMPLETED, 3, None)
+
+
 # Customer view -----------------------------------------------------------------------------
 
 def test_a_summary_carries_the_account_view():
@@ -204,3 +254,46 @@ def test_a_rejected_command_has_a_rejected_outcome_with_the_reason_and_no_versio
         command_id="cmd-2", command_type="Withdraw", aggregate_id=ACC, status=REJECTED,
         reason="INSUFFICIENT_FUNDS", message="balance 1.00 is less than 9.00", field="amount", version=None,
         occurred_at=NOW + 5)
+
+
+def email_reply(accepted: bool, settles: str | None = "create-1") -> RecordEmailReservation:
+    return RecordEmailReservation(command_id="create-1.reserve-email.reply", customer_id=CUST,
+                                  email="ada@example.com", accepted=accepted,
+                                  reason=None if accepted else Reason.EMAIL_TAKEN, first_name="Ada",
+                                  last_name="Lovelace", settles_command_id=settles,
+                                  settles_command_type="CreateCustomer" if settles else None)
+
+
+def test_a_reply_that_settles_a_command_gives_the_accepted_outcome_of_the_settled_command():
+    assert outcome_of(email_reply(True), (customer_created(),), NOW) == CommandOutcome(
+        command_id="create-1", command_type="CreateCustomer", aggregate_id=CUST, status=ACCEPTED, version=1,
+        occurred_at=NOW)
+
+
+def test_a_reply_that_settles_a_command_gives_the_rejected_outcome_of_the_settled_command():
+    rejection = Rejection(Reason.EMAIL_TAKEN, "another customer has this email", "email")
+    assert outcome_of(email_reply(False), rejection, NOW) == CommandOutcome(
+        command_id="create-1", command_type="CreateCustomer", aggregate_id=CUST, status=REJECTED,
+        reason=Reason.EMAIL_TAKEN, message="another customer has this email", field="email", occurred_at=NOW)
+
+
+def test_the_settled_outcome_is_the_one_the_create_command_would_have_had():
+    create = CreateCustomer(command_id="create-1", customer_id=CUST, first_name="Ada", last_name="Lovelace",
+                            email="ada@example.com")
+    assert outcome_of(email_reply(True), (customer_created(),), NOW) == outcome_of(
+        create, (customer_created(),), NOW)
+
+
+def test_a_reply_that_settles_nothing_gives_no_outcome():
+    debit = RecordDebit(command_id="t1.debit.reply", transfer_id="t1", account_id=ACC, accepted=True)
+    credit = RecordCredit(command_id="t1.credit.reply", transfer_id="t1", account_id="b", accepted=False,
+                          reason=Reason.ACCOUNT_CLOSED)
+    assert outcome_of(debit, (TransferDebited(**envelope(2, aggregate_id="t1")),), NOW) is None
+    assert outcome_of(credit, Rejection(Reason.INVALID_STATE, "no"), NOW) is None
+    assert outcome_of(email_reply(True, settles=None), (customer_created(),), NOW) is None
+
+
+def test_an_accepted_command_with_no_events_has_an_accepted_outcome_without_a_version():
+    step = CreditAccount(command_id="t1.credit", account_id=ACC, transfer_id="t1", amount=D("1.00"))
+    outcome = outcome_of(step, (), NOW)
+    assert (outcome.status, outcome.version, outcome.command_id) == (ACCEPTED, None, "t1.credit")

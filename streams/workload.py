@@ -1,0 +1,73 @@
+"""Workloads for tests and benchmarks: accounts to start from and storms of random transfers."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from .client import BankClient, CommandIds, OutcomeReader
+from .jsonio import new_id
+
+
+@dataclass
+class Ledger:
+    """What a workload set up: the accounts and the money it started with."""
+
+    customer_id: str
+    account_ids: list[str]
+    initial: dict[str, Decimal]
+    transfers: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> Decimal:
+        return sum(self.initial.values(), Decimal("0.00"))
+
+
+def open_accounts(client: BankClient, reader: OutcomeReader, customer_id: str, count: int, *,
+                  seed: int = 7, zero_every: int = 0, timeout: float = 60.0) -> Ledger:
+    """Opens `count` accounts with random balances (every `zero_every`-th at 0.00) and waits for them."""
+    rng = random.Random(seed)
+    initial = {}
+    sent: list[CommandIds] = []
+    for index in range(count):
+        balance = Decimal("0.00") if zero_every and index % zero_every == 0 else \
+            Decimal(rng.randint(0, 100_000)).scaleb(-2)
+        account_id = f"acc-{new_id()}"
+        sent.append(client.open_account(customer_id, f"account {index}", balance, account_id=account_id))
+        initial[account_id] = balance
+    client.flush()
+    outcomes = reader.wait([ids.command_id for ids in sent], timeout)
+    refused = [o for o in outcomes.values() if o.status != "ACCEPTED"]
+    if len(outcomes) != count or refused:
+        raise RuntimeError(f"{count - len(outcomes)} accounts pending, {len(refused)} refused")
+    return Ledger(customer_id, list(initial), initial)
+
+
+def transfer_storm(client: BankClient, ledger: Ledger, count: int, *, seed: int = 11, rate: float | None = None,
+                   targets: list[str] | None = None, max_amount: int = 20_000) -> list[CommandIds]:
+    """`count` random transfers between the ledger's accounts (or into `targets`), at most `rate` per second.
+
+    Amounts go up to `max_amount` cents, so some overdraw their source and fail.
+    """
+    rng = random.Random(seed)
+    sources = ledger.account_ids
+    destinations = targets or ledger.account_ids
+    sent = []
+    started = time.monotonic()
+    for index in range(count):
+        source = rng.choice(sources)
+        target = rng.choice(destinations)
+        while target == source:
+            target = rng.choice(destinations)
+        amount = Decimal(rng.randint(1, max_amount)).scaleb(-2)
+        ids = client.transfer_money(source, target, amount, f"storm {index}", transfer_id=f"tr-{new_id()}")
+        ledger.transfers.append(ids.aggregate_id)
+        sent.append(ids)
+        if rate:
+            ahead = (index + 1) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                client.producer.poll(0)
+                time.sleep(ahead)
+    client.flush()
+    return sent
