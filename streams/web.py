@@ -28,6 +28,7 @@ from .topics import partition_for
 log = logging.getLogger(__name__)
 
 ROUTED_HEADER = "X-Bank-Routed"
+SERVED_BY_HEADER = "X-Bank-Served-By"  # which worker read its table: helps operators see routing
 MAX_WAIT = 60.0
 MAX_BODY = 64 * 1024
 
@@ -158,7 +159,9 @@ class Api:
         if request.headers.get(ROUTED_HEADER) or self._owns(table, key):
             if not self.ready():
                 raise self.unavailable("partitions are being assigned or recovered; retry shortly")
-            return await serve()
+            response = await serve()
+            response.headers[SERVED_BY_HEADER] = str(self.app.conf.canonical_url)
+            return response
         owner = self._owner(table, key)
         wait = query_float(request, "wait")
         url = URL(str(owner)).with_path(request.path).with_query(request.query)
@@ -166,7 +169,8 @@ class Api:
             async with self.http.get(url, headers={ROUTED_HEADER: "1"},
                                      timeout=aiohttp.ClientTimeout(total=wait + 10)) as response:
                 body = await response.read()
-                headers = {k: v for k, v in response.headers.items() if k in ("Retry-After", "X-Bank-Stale")}
+                headers = {k: v for k, v in response.headers.items()
+                           if k in ("Retry-After", "X-Bank-Stale", SERVED_BY_HEADER)}
                 return aioweb.Response(body=body, status=response.status, content_type="application/json",
                                        headers=headers)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:

@@ -1,6 +1,7 @@
 """Transfers, the email registry and duplicate delivery, against the real broker and workers."""
 from __future__ import annotations
 
+import time
 import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -11,12 +12,13 @@ from streams.client import BankClient, OutcomeReader
 from streams.avro import Codec
 
 
-def wait_terminal(api, transfer_id: str) -> dict:
-    view = {}
-    for _ in range(100):
-        view = api.get(f"/api/transfers/{transfer_id}", wait=0.2).json()
+def wait_terminal(api, transfer_id: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = api.get(f"/api/transfers/{transfer_id}", wait=5).json()  # waits only until the view exists
         if view.get("state") in ("COMPLETED", "FAILED", "REFUNDED"):
             return view
+        time.sleep(0.05)
     steps = {step: api.get(f"/api/commands/{transfer_id}.{step}").json() for step in ("debit", "credit", "refund")}
     raise AssertionError(f"transfer {transfer_id} not terminal: {view}; steps: {steps}")
 
