@@ -35,7 +35,7 @@ def create_app(settings: Settings, **overrides) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",  # faust #651: never skip history on a new group
-        processing_guarantee="at_least_once",  # exactly-once effects come from our own dedup
+        processing_guarantee=settings.processing_guarantee,  # exactly-once effects come from our own dedup
         producer_acks=-1,
         broker_commit_every=1000,
         broker_commit_interval=0.5,

@@ -15,6 +15,8 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: str | None = None
+    #: Faust's processing guarantee; "exactly_once" is there to be tried, off by default (see README).
+    processing_guarantee: str = "at_least_once"
     #: Extra librdkafka/aiokafka security settings (TLS/SASL) passed through as given.
     kafka_security: dict = field(default_factory=dict)
 
@@ -31,6 +33,7 @@ class Settings:
             web_host=env.get("BANK_WEB_HOST", "127.0.0.1"),
             web_port=int(env.get("BANK_WEB_PORT", "6066")),
             api_token=env.get("BANK_API_TOKEN") or None,
+            processing_guarantee=env.get("BANK_PROCESSING_GUARANTEE", "at_least_once"),
             kafka_security=security,
         )
 

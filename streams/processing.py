@@ -152,6 +152,18 @@ class CommandProcessor:
         return Outgoing(topics.COMMAND_OUTCOMES.name, outcome.command_id, self.codec.encode(outcome))
 
 
+def restate(table: MutableMapping[str, bytes], key: str) -> None:
+    """Writes an entry again, unchanged, when a record it came from is delivered again.
+
+    After a crash a worker may restart with local RocksDB writes whose changelog records were never
+    flushed; the redelivered record then looks already applied and would write nothing, leaving the
+    changelog (and so any other worker that recovers this partition) behind for good.
+    """
+    data = table.get(key)
+    if data is not None:
+        table[key] = data
+
+
 class AccountProjector:
     """Builds the account view and statement, and tells customers' views about balance changes."""
 
@@ -168,7 +180,13 @@ class AccountProjector:
         current_bytes = self.account_views.get(event.aggregate_id)
         current = self.codec.decode(current_bytes) if current_bytes is not None else None
         if not views.is_next(current.version if current else 0, event):
-            return []  # already applied (a redelivery or a re-emission); gaps cannot happen per partition
+            # Already applied (a redelivery or a re-emission); gaps cannot happen per partition.
+            restate(self.history, history_key(event.aggregate_id, event.version))
+            if current is not None and event.version == current.version:
+                restate(self.account_views, event.aggregate_id)
+                return [Outgoing(topics.CUSTOMER_ACCOUNTS.name, current.customer_id,
+                                 self.codec.encode(views.summarize(current)))]
+            return []
         view = views.project_account(current, event)
         self.account_views[view.account_id] = self.codec.encode(view)
         self.history[history_key(view.account_id, view.version)] = self.codec.encode(views.history_entry(view, event))
@@ -196,9 +214,16 @@ class CustomerProjector:
             updated = views.with_account(current, record)
             if updated is not current:
                 self.customer_views[record.customer_id] = self.codec.encode(updated)
+            else:
+                restate(self.customer_views, record.customer_id)
             return []
         current = self._view(record.aggregate_id)
         if not views.is_next(current.version if current else 0, record):
+            if current is not None and record.version == current.version:
+                restate(self.customer_views, record.aggregate_id)
+                if record.version == 1:
+                    registered = views.EmailRegistered(email=current.email, customer_id=current.customer_id)
+                    return [Outgoing(topics.CUSTOMER_EMAILS.name, current.email, self.codec.encode(registered))]
             return []
         view = views.project_customer(current, record)
         self.customer_views[view.customer_id] = self.codec.encode(view)
@@ -227,6 +252,8 @@ class TransferProjector:
         current = self.codec.decode(current_bytes) if current_bytes is not None else None
         if views.is_next(current.version if current else 0, event):
             self.transfer_views[event.aggregate_id] = self.codec.encode(views.project_transfer(current, event))
+        elif current is not None and event.version == current.version:
+            restate(self.transfer_views, event.aggregate_id)
         return []
 
 
@@ -244,6 +271,8 @@ class EmailIndexer:
         # The first registration of an email wins the lookup.
         if record.email not in self.customer_ids_by_email:
             self.customer_ids_by_email[record.email] = record.customer_id.encode()
+        else:
+            restate(self.customer_ids_by_email, record.email)
         return []
 
 
@@ -260,4 +289,6 @@ class OutcomeRecorder:
             return [rejected]
         if outcome.command_id not in self.outcomes:  # the first outcome is the one; re-emissions are equal
             self.outcomes[outcome.command_id] = value
+        else:
+            restate(self.outcomes, outcome.command_id)
         return []

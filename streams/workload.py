@@ -45,13 +45,15 @@ def open_accounts(client: BankClient, reader: OutcomeReader, customer_id: str, c
 
 
 def transfer_storm(client: BankClient, ledger: Ledger, count: int, *, seed: int = 11, rate: float | None = None,
-                   targets: list[str] | None = None, max_amount: int = 20_000) -> list[CommandIds]:
-    """`count` random transfers between the ledger's accounts (or into `targets`), at most `rate` per second.
+                   sources: list[str] | None = None, targets: list[str] | None = None,
+                   max_amount: int = 20_000) -> list[CommandIds]:
+    """`count` random transfers from `sources` to `targets` (default: all the ledger's accounts), at most
+    `rate` per second.
 
     Amounts go up to `max_amount` cents, so some overdraw their source and fail.
     """
     rng = random.Random(seed)
-    sources = ledger.account_ids
+    sources = sources or ledger.account_ids
     destinations = targets or ledger.account_ids
     sent = []
     started = time.monotonic()

@@ -1,0 +1,87 @@
+"""Exactly-once effects through kill -9: a storm of transfers while workers are killed and restarted."""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+
+from conftest import wait_until_serving
+from http_api import REPO
+from streams import verify
+from streams.client import BankClient, OutcomeReader
+from streams.domain.transfers import TERMINAL
+from streams.workload import open_accounts, transfer_storm
+
+ACCOUNTS = 100
+TRANSFERS_PER_HALF = 1000
+KILLS = 3
+
+
+def quiesce(settings, timeout: float = 240.0) -> verify.Report:
+    """Reads and checks the log until it holds (work still in flight shows as violations) or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = verify.run(settings, views=True, timeout=60)
+        if report.ok or time.monotonic() > deadline:
+            return report
+        print(f"not yet: {len(report.violations)} violations, e.g. {report.violations[:3]}", flush=True)
+        time.sleep(3)
+
+
+@pytest.mark.timeout(600)
+def test_transfers_survive_kill_9_of_workers_with_every_invariant_intact(api, kafka, workers):
+    rng = random.Random(2026)
+    client = BankClient(kafka)
+    reader = OutcomeReader(kafka)
+    ledger = open_accounts(client, reader, api.create_customer("Storm", "Test"), ACCOUNTS, zero_every=10)
+    reader.close()
+    doomed = ledger.account_ids[::10][:5]  # opened at 0.00; closed halfway through, then sent money
+    living = [a for a in ledger.account_ids if a not in doomed]
+
+    kills: list[tuple[int, float]] = []
+
+    def kill_and_restart():
+        for _ in range(KILLS):
+            time.sleep(rng.uniform(2.0, 4.0))
+            victim = rng.choice(workers)
+            victim.kill()
+            kills.append((victim.port, time.monotonic()))
+            time.sleep(rng.uniform(0.5, 2.0))
+            victim.start()
+
+    killer = threading.Thread(target=kill_and_restart, name="killer")
+    started = time.monotonic()
+    killer.start()
+    transfer_storm(client, ledger, TRANSFERS_PER_HALF, seed=1, rate=120, sources=living, targets=living)
+    for account_id in doomed:
+        client.close_account(account_id)
+    transfer_storm(client, ledger, TRANSFERS_PER_HALF, seed=2, rate=120, sources=living)
+    killer.join()
+    client.close()
+    wait_until_serving(workers)
+
+    report = quiesce(kafka)
+    elapsed = time.monotonic() - started
+    print(f"\ncrash test: {2 * TRANSFERS_PER_HALF} transfers, {len(kills)} kills {kills}, "
+          f"{elapsed:.0f}s to quiescence; {report.summary_line()}")
+    assert len(kills) == KILLS
+    assert report.violations == []
+    assert sum(report.transfers.values()) >= 2 * TRANSFERS_PER_HALF
+    assert set(report.transfers) <= TERMINAL, report.transfers
+
+    balances = [api.get(f"/api/accounts/{account_id}").json()["balance"] for account_id in ledger.account_ids]
+    assert sum(Decimal(b) for b in balances) == ledger.total
+    closed_targets = [t for t in ledger.transfers[TRANSFERS_PER_HALF:]
+                      if api.get(f"/api/transfers/{t}").json().get("reason") == "ACCOUNT_CLOSED"]
+    assert closed_targets, "some transfers must have met an account closed meanwhile"
+
+    env = {**os.environ, "BANK_HOME": str(kafka.home), "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "verify"], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
