@@ -17,7 +17,10 @@ from streams.config import Settings
 
 from http_api import REPO, Api
 
-WORKER_PORTS = (16066, 16067)
+# Overridable so that several test sessions (or a developer's demo) can share the machine.
+KAFKA_PORT = int(os.environ.get("BANK_TEST_KAFKA_PORT", "9092"))
+WEB_PORT = int(os.environ.get("BANK_TEST_WEB_PORT", "16066"))
+WORKER_PORTS = (WEB_PORT, WEB_PORT + 1)
 
 
 def pytest_collection_modifyitems(items):
@@ -36,7 +39,7 @@ def bank_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(bank_home) -> Settings:
-    return Settings(home=bank_home, partitions=4)
+    return Settings(home=bank_home, partitions=4, bootstrap_servers=f"127.0.0.1:{KAFKA_PORT}")
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +48,7 @@ def kafka(settings):
     if kafka_local.status(settings.home).running:  # pragma: no cover - a fresh tmp home never has one
         raise RuntimeError("unexpected broker in a fresh home")
     try:
-        kafka_local.start(settings.home, timeout=120)
+        kafka_local.start(settings.home, timeout=120, base_port=KAFKA_PORT)
     except kafka_local.KafkaLocalError as exc:
         pytest.fail(f"could not start the test broker: {exc}", pytrace=False)
     create_topics(settings)
