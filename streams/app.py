@@ -11,6 +11,7 @@ import faust
 from . import topics
 from .avro import Codec
 from .config import Settings
+from .liveness import watch as watch_for_stalls
 from .domain import accounts, customers, emails, transfers
 from .processing import (
     AccountProjector,
@@ -115,6 +116,7 @@ class Pipeline:
     tables: dict[str, faust.Table]
     agents: dict[str, object]
     waiters: ViewWaiters = field(default_factory=ViewWaiters)
+    stalled: list = field(default_factory=list)  # partitions with waiting work and no progress (liveness)
 
 
 def _table(app: faust.App, name: str, settings: Settings, help: str) -> faust.Table:
@@ -248,6 +250,7 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         project_transfers=project_transfers,
         project_accounts=project_accounts, project_customers=project_customers, index_emails=index_emails,
         record_outcomes=record_outcomes)
+    watch_for_stalls(pipeline)
     if web:
         from .web import register_routes
         register_routes(pipeline)

@@ -452,11 +452,15 @@ class Api:
 
     async def health(self, request):
         ready = self.ready()
+        stalled = self.pipeline.stalled
         assignment = self.app.consumer.assignment() if self.app.consumer else set()
-        body = {"status": "ok" if ready else "starting", "worker": str(self.app.conf.canonical_url),
+        body = {"status": "stalled" if stalled else "ok" if ready else "starting",
+                "worker": str(self.app.conf.canonical_url),
                 "rebalancing": bool(self.app.rebalancing), "recovering": bool(self.app.in_recovery),
-                "assigned_partitions": len(assignment)}
-        return json_response(body, 200 if ready else 503, None if ready else {"Retry-After": "1"})
+                "assigned_partitions": len(assignment),
+                "stalled_partitions": [f"{tp.topic}:{tp.partition}" for tp in stalled]}
+        healthy = ready and not stalled
+        return json_response(body, 200 if healthy else 503, None if healthy else {"Retry-After": "1"})
 
 
 def reject_unknown(data: dict, known: set[str], prefix: str = "") -> None:

@@ -53,7 +53,8 @@ def kafka(settings):
         pytest.fail(f"could not start the test broker: {exc}", pytrace=False)
     create_topics(settings)
     yield settings
-    kafka_local.stop(settings.home)
+    if not os.environ.get("BANK_TEST_KEEP"):  # BANK_TEST_KEEP=1 leaves broker and workers up to look at
+        kafka_local.stop(settings.home)
 
 
 class Worker:
@@ -131,8 +132,9 @@ def workers(kafka):
             worker.stop()
         pytest.fail(str(exc), pytrace=False)
     yield started
-    for worker in started:
-        worker.stop()
+    if not os.environ.get("BANK_TEST_KEEP"):
+        for worker in started:
+            worker.stop()
 
 
 @pytest.fixture(scope="session")

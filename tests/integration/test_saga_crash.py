@@ -9,6 +9,7 @@ import threading
 import time
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from conftest import wait_until_serving
@@ -23,7 +24,24 @@ TRANSFERS_PER_HALF = 1000
 KILLS = 3
 
 
-def quiesce(settings, timeout: float = 240.0) -> verify.Report:
+def supervise(workers, restarts: list) -> None:
+    """What a process supervisor does: restart a worker that died or whose liveness check fails."""
+    for worker in workers:
+        if worker.process.poll() is not None:
+            restarts.append((worker.port, "exited"))
+            worker.start()
+            continue
+        try:
+            health = httpx.get(f"{worker.url}/health", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        if health.get("status") == "stalled":
+            restarts.append((worker.port, f"stalled on {health['stalled_partitions']}"))
+            worker.kill()
+            worker.start()
+
+
+def quiesce(settings, workers, restarts: list, timeout: float = 240.0) -> verify.Report:
     """Reads and checks the log until it holds (work still in flight shows as violations) or time runs out."""
     deadline = time.monotonic() + timeout
     while True:
@@ -31,6 +49,7 @@ def quiesce(settings, timeout: float = 240.0) -> verify.Report:
         if report.ok or time.monotonic() > deadline:
             return report
         print(f"not yet: {len(report.violations)} violations, e.g. {report.violations[:3]}", flush=True)
+        supervise(workers, restarts)
         time.sleep(3)
 
 
@@ -66,10 +85,11 @@ def test_transfers_survive_kill_9_of_workers_with_every_invariant_intact(api, ka
     client.close()
     wait_until_serving(workers)
 
-    report = quiesce(kafka)
+    restarts: list = []
+    report = quiesce(kafka, workers, restarts)
     elapsed = time.monotonic() - started
     print(f"\ncrash test: {2 * TRANSFERS_PER_HALF} transfers, {len(kills)} kills {kills}, "
-          f"{elapsed:.0f}s to quiescence; {report.summary_line()}")
+          f"supervisor restarts {restarts}, {elapsed:.0f}s to quiescence; {report.summary_line()}")
     assert len(kills) == KILLS
     assert report.violations == []
     assert sum(report.transfers.values()) >= 2 * TRANSFERS_PER_HALF

@@ -1,0 +1,76 @@
+"""Liveness: notices a worker that holds partitions with work waiting but makes no progress on them.
+
+Faust can leave a partition un-fetched or an agent blocked after a rebalance (robinhood/faust#402,
+faust #432); nothing fails, the work just waits forever. The detector watches, per assigned source
+partition, how far the worker has read and committed against the partition's end; `/health` then
+answers 503 "stalled" so a supervisor restarts the worker, which is safe at any instant by design.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+STALL_SECONDS = 30.0
+
+
+@dataclass
+class StallDetector:
+    """Pure bookkeeping: feed it (read, committed, end) offsets per partition; it names the stalled ones."""
+
+    stall_seconds: float = STALL_SECONDS
+    _progress: dict = field(default_factory=dict)  # tp -> ((read, committed), since)
+
+    def observe(self, now: float, offsets: Mapping[object, tuple[int | None, int | None, int | None]]) -> list:
+        stalled = []
+        for tp, (read, committed, end) in offsets.items():
+            position = (read, committed)
+            waiting = end is not None and ((committed or 0) < end)
+            previous = self._progress.get(tp)
+            if previous is None or previous[0] != position or not waiting:
+                self._progress[tp] = (position, now)
+                continue
+            if now - previous[1] >= self.stall_seconds:
+                stalled.append(tp)
+        for gone in set(self._progress) - set(offsets):
+            del self._progress[gone]
+        return stalled
+
+    def reset(self) -> None:
+        self._progress.clear()
+
+
+def source_offsets(app, changelog_topics: set[str]) -> dict:
+    """(read, committed, end) per assigned non-changelog partition, from the Faust consumer."""
+    consumer = app.consumer
+    offsets = {}
+    for tp in consumer.assignment():
+        if tp.topic in changelog_topics:
+            continue
+        try:
+            end = consumer.highwater(tp)
+        except Exception:  # metadata not fetched yet: no opinion
+            end = None
+        read = consumer._read_offset.get(tp)
+        committed = consumer._committed_offset.get(tp)
+        offsets[tp] = (read, committed, end)
+    return offsets
+
+
+def watch(pipeline, interval: float = 5.0) -> StallDetector:
+    """Adds a timer to the app that keeps `pipeline.stalled` up to date."""
+    detector = StallDetector()
+    app = pipeline.app
+    pipeline.stalled = []
+
+    @app.timer(interval)
+    async def detect_stalls():
+        """Check that every partition with waiting work makes progress."""
+        if app.rebalancing or app.in_recovery or not app.tables.actives_ready:
+            detector.reset()
+            pipeline.stalled = []
+            return
+        changelogs = {table.changelog_topic.get_topic_name() for table in pipeline.tables.values()}
+        pipeline.stalled = detector.observe(time.monotonic(), source_offsets(app, changelogs))
+
+    return detector
