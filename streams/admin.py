@@ -23,13 +23,19 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str],
         existing = set(admin.list_topics(timeout=timeout).topics)
     except Exception as exc:
         raise RuntimeError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
-    wanted = [spec for spec in topics.ALL_TOPICS if spec.name not in existing]
+    wanted = [NewTopic(spec.name, num_partitions=settings.partitions, replication_factor=settings.replication_factor,
+                       config=topic_config(spec, settings)) for spec in topics.ALL_TOPICS if spec.name not in existing]
+    # The tables' changelogs too: a worker assigning partitions before they exist leaves them unowned
+    # (and every GET routed to them answers 503) until the next rebalance.
+    changelog_config = {"cleanup.policy": "compact"}
+    if settings.replication_factor >= 3:
+        changelog_config["min.insync.replicas"] = "2"
+    wanted += [NewTopic(topics.changelog_topic(table), num_partitions=settings.partitions,
+                        replication_factor=settings.replication_factor, config=dict(changelog_config))
+               for table in topics.TABLES if topics.changelog_topic(table) not in existing]
     created = []
     if wanted:
-        futures = admin.create_topics(
-            [NewTopic(spec.name, num_partitions=settings.partitions, replication_factor=settings.replication_factor,
-                      config=topic_config(spec, settings)) for spec in wanted],
-            operation_timeout=timeout, request_timeout=timeout)
+        futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
         for name, future in futures.items():
             try:
                 future.result()
@@ -37,4 +43,5 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str],
             except Exception as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise RuntimeError(f"cannot create {name}: {exc}") from None
-    return created, sorted(spec.name for spec in topics.ALL_TOPICS if spec.name in existing)
+    every = [spec.name for spec in topics.ALL_TOPICS] + [topics.changelog_topic(t) for t in topics.TABLES]
+    return created, sorted(name for name in every if name in existing)

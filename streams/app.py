@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
@@ -13,16 +14,26 @@ from .avro import Codec
 from .config import Settings
 from .liveness import watch as watch_for_stalls
 from .domain import accounts, customers, emails, transfers
+from .metrics import Metrics, instrument
+from faust.types import TP
+
 from .processing import (
     AccountProjector,
+    COMMAND_PREFIX,
+    STATE_PREFIX,
     CommandProcessor,
     CustomerProjector,
     EmailIndexer,
+    KeyPrefixed,
     Origin,
     OutcomeRecorder,
     Outgoing,
     TransferProjector,
+    now_ms,
 )
+
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, **overrides) -> faust.App:
@@ -60,7 +71,7 @@ def create_app(settings: Settings, **overrides) -> faust.App:
         autodiscover=False,
     )
     config.update(overrides)
-    return faust.App("streambank", **config)
+    return faust.App(topics.APP_ID, **config)
 
 
 class Emitter(Protocol):
@@ -117,6 +128,7 @@ class Pipeline:
     agents: dict[str, object]
     waiters: ViewWaiters = field(default_factory=ViewWaiters)
     stalled: list = field(default_factory=list)  # partitions with waiting work and no progress (liveness)
+    metrics: Metrics | None = None
 
 
 def _table(app: faust.App, name: str, settings: Settings, help: str) -> faust.Table:
@@ -129,6 +141,45 @@ def _table(app: faust.App, name: str, settings: Settings, help: str) -> faust.Ta
 def origin(event) -> Origin:
     message = event.message
     return Origin(message.topic, message.partition, message.offset)
+
+
+REDRIVE_AFTER_MS = 15_000
+
+
+def redrive_pending_steps(pipeline: Pipeline, processors: dict, emitter: Emitter,
+                          interval: float = 5.0) -> None:
+    """Issues again, with the same ids, the steps a process has waited on for too long.
+
+    Under kill -9 and rebalances Faust has been seen to commit past a record it never handed to
+    its agent (a saga reply, a command); the saga then waits forever. Steps are idempotent, so
+    issuing them again is always safe: the answer comes back (again) and the process moves on.
+    """
+    app = pipeline.app
+    last_sent: dict[str, int] = {}
+
+    @app.timer(interval)
+    async def redrive_overdue_steps():
+        """Issue again the steps that processes have waited on for too long."""
+        if app.rebalancing or app.in_recovery or not app.tables.actives_ready:
+            return
+        try:
+            actives = app.assignor.assigned_actives()
+            now = now_ms()
+            for table_name, processor in processors.items():
+                changelog = pipeline.tables[table_name].changelog_topic.get_topic_name()
+
+                def wanted(key: str) -> bool:
+                    owned = TP(changelog, topics.partition_for(key.encode(), pipeline.settings.partitions)) in actives
+                    return owned and now - last_sent.get(key, 0) >= REDRIVE_AFTER_MS
+
+                overdue = processor.overdue(now, REDRIVE_AFTER_MS, wanted)
+                for aggregate_id, records in overdue.items():
+                    last_sent[aggregate_id] = now
+                    await emitter.emit(records)
+                if overdue:
+                    log.warning("issued the steps of %d waiting processes again (%s)", len(overdue), table_name)
+        except Exception:  # a safety net must never take the worker down
+            log.exception("redriving overdue steps failed; will try again")
 
 
 def key_text(event) -> str:
@@ -145,35 +196,24 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         for spec in topics.ALL_TOPICS
     }
     emitter = emitter or FaustEmitter(faust_topics)
-    tables = {name: _table(app, name, settings, help) for name, help in (
-        ("customer_to_state", "customer id → Customer aggregate state (Avro)"),
-        ("customer_command_to_result", "command id → ProcessedCommand: dedup and re-emission of customer commands"),
-        ("account_to_state", "account id → Account aggregate state (Avro)"),
-        ("account_command_to_result", "command id → ProcessedCommand: dedup and re-emission of account commands"),
-        ("transfer_to_state", "transfer id → Transfer aggregate state (Avro)"),
-        ("transfer_command_to_result", "command id → ProcessedCommand: dedup and re-emission of transfer commands"),
-        ("email_to_reservation", "email → EmailReservation: the registry that keeps emails unique"),
-        ("email_command_to_result", "command id → ProcessedCommand: dedup and re-emission of ReserveEmail"),
-        ("transfer_to_view", "transfer id → Transfer: the transfer view"),
-        ("account_to_view", "account id → AccountView: the account view"),
-        ("account_version_to_entry", "account id#version → HistoryEntry: the account statement"),
-        ("customer_to_view", "customer id → CustomerView: profile, to-accounts, accounts with balances"),
-        ("email_to_customer", "email → customer id: the email lookup"),
-        ("command_to_outcome", "command id → CommandOutcome: answers GET /api/commands/{id}"),
-    )}
+    tables = {name: _table(app, name, settings, help) for name, help in topics.TABLES.items()}
     pipeline = Pipeline(app, settings, codec, faust_topics, tables, agents={})
+
+    def ledger(name: str) -> tuple[KeyPrefixed, KeyPrefixed]:
+        """The state and dedup views of one command processor's table."""
+        return KeyPrefixed(tables[name], STATE_PREFIX), KeyPrefixed(tables[name], COMMAND_PREFIX)
     waiters = pipeline.waiters
 
     customer_commands = CommandProcessor(codec, customers, (topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES),
-                                         topics.CUSTOMER_EVENTS, tables["customer_to_state"],
-                                         tables["customer_command_to_result"])
+                                         topics.CUSTOMER_EVENTS, *ledger("customer_to_state"),
+                                         pending=tables["customer_to_pending_steps"])
     account_commands = CommandProcessor(codec, accounts, (topics.ACCOUNT_COMMANDS,), topics.ACCOUNT_EVENTS,
-                                        tables["account_to_state"], tables["account_command_to_result"])
+                                        *ledger("account_to_state"))
     transfer_commands = CommandProcessor(codec, transfers, (topics.TRANSFER_COMMANDS, topics.TRANSFER_REPLIES),
-                                         topics.TRANSFER_EVENTS, tables["transfer_to_state"],
-                                         tables["transfer_command_to_result"])
+                                         topics.TRANSFER_EVENTS, *ledger("transfer_to_state"),
+                                         pending=tables["transfer_to_pending_steps"])
     email_commands = CommandProcessor(codec, emails, (topics.EMAIL_COMMANDS,), topics.EMAIL_EVENTS,
-                                      tables["email_to_reservation"], tables["email_command_to_result"])
+                                      *ledger("email_to_reservation"))
     transfer_projector = TransferProjector(codec, tables["transfer_to_view"])
     account_projector = AccountProjector(codec, tables["account_to_view"], tables["account_version_to_entry"])
     customer_projector = CustomerProjector(codec, tables["customer_to_view"])
@@ -250,7 +290,10 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         project_transfers=project_transfers,
         project_accounts=project_accounts, project_customers=project_customers, index_emails=index_emails,
         record_outcomes=record_outcomes)
+    pipeline.metrics = instrument(pipeline, (customer_commands, account_commands, transfer_commands, email_commands))
     watch_for_stalls(pipeline)
+    redrive_pending_steps(pipeline, {"transfer_to_pending_steps": transfer_commands,
+                                     "customer_to_pending_steps": customer_commands}, emitter)
     if web:
         from .web import register_routes
         register_routes(pipeline)

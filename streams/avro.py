@@ -3,7 +3,8 @@
 A value is `C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer's schema
 (Parsing Canonical Form), then the Avro binary body. Readers resolve the writer's schema from
 `schemas/` by that fingerprint and read into the current schema of the same name, so records
-written by any schema version ever kept in `schemas/` stay readable.
+written by any schema version ever kept in `schemas/` stay readable. A schema whose name no longer has
+a record type (renamed or split) is read as written and handed to its upcaster (`streams.upcasters`).
 """
 from __future__ import annotations
 
@@ -190,7 +191,10 @@ def _to_avro_factory(record_type: type):
 class Codec:
     """Encodes dataclass records to single-object Avro and back."""
 
-    def __init__(self, schema_dir: Path = SCHEMA_DIR, record_types=records.RECORD_TYPES):
+    def __init__(self, schema_dir: Path = SCHEMA_DIR, record_types=records.RECORD_TYPES,
+                 upcasters: dict[str, typing.Callable[[dict], object]] | None = None):
+        from .upcasters import UPCASTERS  # old full name → function(dict) → current record
+        upcasters = UPCASTERS if upcasters is None else upcasters
         self._by_type: dict[type, tuple[bytes, object, typing.Callable]] = {}
         self._readers: dict[bytes, tuple[object, object | None, typing.Callable]] = {}
         current: dict[str, tuple[bytes, object]] = {}
@@ -212,6 +216,8 @@ class Codec:
             self._by_type[record_type] = (MAGIC + fp, parsed, _to_avro_factory(record_type))
         for fp, (full, parsed) in writers.items():
             if full not in types_by_name:
+                if full in upcasters:  # a retired (renamed or split) record: read as written, then upcast
+                    self._readers[fp] = (parsed, None, upcasters[full])
                 continue
             reader = None if current[full][0] == fp else current[full][1]
             self._readers[fp] = (parsed, reader, _to_python_factory(types_by_name[full]))
@@ -240,7 +246,7 @@ class Codec:
             raise DecodeError("trailing bytes after the Avro body")
         try:
             return to_python(value)
-        except TypeError as exc:
+        except (TypeError, KeyError, ValueError) as exc:
             raise DecodeError(f"record does not fit its type: {exc}") from exc
 
 

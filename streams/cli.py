@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 
 from .config import Settings
 from .cli_kafka import kafka
+from .bench.cli import bench
 
 
 @click.group(help="streambank: an event-sourced banking pipeline on Kafka.")
@@ -16,6 +18,7 @@ def cli():
 
 
 cli.add_command(kafka)
+cli.add_command(bench)
 
 
 @cli.group(help="Kafka topics of the pipeline.")
@@ -118,6 +121,45 @@ def verify(as_json: bool, no_views: bool, timeout: float):
         for violation in report.violations:
             click.echo(violation)
     sys.exit(0 if report.ok else 1)
+
+
+@cli.group(help="State as it was at a time, folded from the event log.")
+def state():
+    pass
+
+
+@state.command("account", help="An account's balance, status, version and history as of a time "
+                               "(exit 1: no such account by then, 2: Kafka unreachable).")
+@click.argument("account_id")
+@click.option("--as-of", "as_of", default=None, metavar="ISO-8601",
+              help="The instant, e.g. 2024-05-01T12:00:00Z (no offset: UTC). Default: now.")
+@click.option("--json", "as_json", is_flag=True, help="Print the state as one JSON object.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to read the log.")
+def state_account(account_id: str, as_of: str | None, as_json: bool, timeout: float):
+    from .history import HistoryUnavailable, account_state_at, as_json as state_json, format_instant, parse_instant
+
+    try:
+        instant = parse_instant(as_of) if as_of is not None else int(time.time() * 1000)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--as-of")
+    try:
+        found = account_state_at(Settings.from_env(), account_id, instant, timeout=timeout)
+    except HistoryUnavailable as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    if found is None:
+        click.echo(f"Error: account {account_id} had no events at or before {format_instant(instant)}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(state_json(found)))
+        return
+    view = found.view
+    click.echo(f"account {view.account_id} as of {format_instant(found.as_of)}: balance {view.balance} "
+               f"{view.status} version {view.version}")
+    for entry in found.history:
+        click.echo(f"  v{entry.version:<4} {format_instant(entry.occurred_at)}  {entry.entry_type:<16} "
+                   f"{entry.amount:>14} -> {entry.balance:>14}" + (f"  transfer {entry.transfer_id}"
+                                                                 if entry.transfer_id else ""))
 
 
 def main():

@@ -7,11 +7,13 @@ answers 503 "stalled" so a supervisor restarts the worker, which is safe at any 
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
 STALL_SECONDS = 30.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,7 +72,10 @@ def watch(pipeline, interval: float = 5.0) -> StallDetector:
             detector.reset()
             pipeline.stalled = []
             return
-        changelogs = {table.changelog_topic.get_topic_name() for table in pipeline.tables.values()}
-        pipeline.stalled = detector.observe(time.monotonic(), source_offsets(app, changelogs))
+        try:
+            changelogs = {table.changelog_topic.get_topic_name() for table in pipeline.tables.values()}
+            pipeline.stalled = detector.observe(time.monotonic(), source_offsets(app, changelogs))
+        except Exception:  # liveness must never take the worker down
+            log.exception("stall detection failed; will try again")
 
     return detector

@@ -14,7 +14,7 @@ from . import topics
 from .avro import Codec, DecodeError
 from .domain import views
 from .domain.base import DEFERRED, Command, Event, Reason, Rejection, Reply
-from .domain.outcomes import CommandOutcome, ProcessedCommand, outcome_of
+from .domain.outcomes import CommandOutcome, PendingSteps, ProcessedCommand, outcome_of
 
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,45 @@ def dead_letter(key: bytes | None, value: bytes | None, origin: Origin, error: s
     return Outgoing(topics.DEADLETTER.name, (key or b"").decode("utf-8", "replace"), value or b"", headers)
 
 
+class KeyPrefixed(MutableMapping):
+    """One kind of entry in a table shared by several kinds: keys get a fixed prefix.
+
+    A command processor keeps its aggregates' state and its dedup records in one table, so both are
+    changelogged to the same partition of one topic, in the order written. Written dedup-first, a
+    crash can never leave the state changed with the dedup record lost (which would apply a
+    redelivered command twice); with two tables (two changelog topics) it could.
+    """
+
+    def __init__(self, table: MutableMapping, prefix: str):
+        self.table = table
+        self.prefix = prefix
+
+    def __getitem__(self, key: str):
+        return self.table[self.prefix + key]
+
+    def get(self, key: str, default=None):
+        return self.table.get(self.prefix + key, default)
+
+    def __setitem__(self, key: str, value) -> None:
+        self.table[self.prefix + key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[self.prefix + key]
+
+    def __contains__(self, key) -> bool:
+        return (self.prefix + key) in self.table
+
+    def __iter__(self):
+        raise NotImplementedError("a prefixed view is for point lookups; iterate the table instead")
+
+    def __len__(self) -> int:
+        raise NotImplementedError("a prefixed view is for point lookups")
+
+
+STATE_PREFIX = "state:"
+COMMAND_PREFIX = "command:"
+
+
 def decode_expected(codec: Codec, key: bytes | None, value: bytes | None, origin: Origin,
                     expected: tuple[type, ...]):
     """The decoded record, or the dead letter to send when it is unreadable or foreign to its topic."""
@@ -77,8 +116,9 @@ class CommandProcessor:
 
     def __init__(self, codec: Codec, aggregate, sources: tuple[topics.TopicSpec, ...], event_topic: topics.TopicSpec,
                  states: MutableMapping[str, bytes], processed: MutableMapping[str, bytes],
-                 clock: Callable[[], int] = now_ms):
+                 clock: Callable[[], int] = now_ms, pending: MutableMapping[str, bytes] | None = None):
         self.codec = codec
+        self.pending = pending  # aggregate id → PendingSteps, for processes that wait on answers
         self.decide = aggregate.decide
         self.evolve = aggregate.evolve
         self.react = aggregate.react
@@ -87,6 +127,9 @@ class CommandProcessor:
         self.states = states
         self.processed = processed
         self.clock = clock
+
+    #: Told (command type, ACCEPTED / REJECTED / DUPLICATE, reason) of each outcome; streams.metrics sets it.
+    observe: Callable[[str, str, str | None], None] = staticmethod(lambda command_type, outcome, reason: None)
 
     def process(self, key: bytes | None, value: bytes | None, origin: Origin) -> list[Outgoing]:
         command, rejected = decode_expected(self.codec, key, value, origin, self.command_types)
@@ -102,6 +145,7 @@ class CommandProcessor:
 
         seen = self.processed.get(command.command_id)
         if seen is not None:
+            self.observe(type(command).__name__, "DUPLICATE", None)
             return self._replay(command.command_id, seen)
 
         state_bytes = self.states.get(aggregate_id)
@@ -109,16 +153,19 @@ class CommandProcessor:
         at = self.clock()
         result = self.decide(state, command, at)
         encoded_events = ()
+        new_state = None
         if isinstance(result, tuple) and result:
             for event in result:
                 state = self.evolve(state, event)
             encoded_events = tuple(self.codec.encode(e) for e in result)
-            self.states[aggregate_id] = self.codec.encode(state)
+            new_state = self.codec.encode(state)
         if isinstance(command, Reply) and isinstance(result, Rejection) and not command.settles_command_id:
             log.warning("reply %s to %s refused: %s %s", type(command).__name__, aggregate_id, result.reason,
                         result.message)
         follow_ups = self.react(state, command, result)
         outcome = None if result is DEFERRED else outcome_of(command, result, at)
+        if outcome is not None:
+            self.observe(outcome.command_type, outcome.status, outcome.reason)
         processed = ProcessedCommand(
             aggregate_id=aggregate_id, outcome=self.codec.encode(outcome) if outcome else None,
             events=encoded_events, commands=tuple(self.codec.encode(c) for c in follow_ups))
@@ -127,7 +174,29 @@ class CommandProcessor:
         if isinstance(command, Reply) and command.settles_command_id:
             # A duplicate of the settled command now re-emits the final outcome, not the request.
             self.processed[command.settles_command_id] = encoded
+        if new_state is not None:  # after the dedup records: see KeyPrefixed
+            self.states[aggregate_id] = new_state
+        if self.pending is not None:
+            if follow_ups:
+                self.pending[aggregate_id] = self.codec.encode(PendingSteps(commands=processed.commands, issued_at=at))
+            elif isinstance(command, Reply) and encoded_events and aggregate_id in self.pending:
+                del self.pending[aggregate_id]  # answered, and nothing more to wait for
         return self._records(processed, follow_ups)
+
+    def overdue(self, now: int, after_ms: int, wanted: Callable[[str], bool]) -> dict[str, list[Outgoing]]:
+        """Per wanted aggregate, its pending steps issued more than `after_ms` ago, to be issued again."""
+        out = {}
+        for key, data in list(self.pending.items()):
+            aggregate_id = key.decode() if isinstance(key, bytes) else key  # Faust iterates raw keys
+            if not wanted(aggregate_id):
+                continue
+            pending: PendingSteps = self.codec.decode(data)
+            if now - pending.issued_at < after_ms:
+                continue
+            out[aggregate_id] = [
+                Outgoing(topics.command_topic_for(type(command)).name, command.aggregate_id, encoded)
+                for encoded, command in ((e, self.codec.decode(e)) for e in pending.commands)]
+        return out
 
     def _records(self, processed: ProcessedCommand, follow_ups) -> list[Outgoing]:
         out = [Outgoing(self.event_topic, processed.aggregate_id, e) for e in processed.events]
@@ -149,6 +218,7 @@ class CommandProcessor:
         return self._records(processed, [self.codec.decode(c) for c in processed.commands])
 
     def _outcome_record(self, outcome: CommandOutcome) -> Outgoing:
+        self.observe(outcome.command_type, outcome.status, outcome.reason)
         return Outgoing(topics.COMMAND_OUTCOMES.name, outcome.command_id, self.codec.encode(outcome))
 
 

@@ -12,7 +12,7 @@ NAMESPACES: dict[str, tuple[type, ...]] = {
     "streambank.account": accounts.ACCOUNT_COMMANDS + accounts.ACCOUNT_EVENTS,
     "streambank.transfer": transfers.TRANSFER_COMMANDS + transfer_steps.STEP_REPLIES + transfers.TRANSFER_EVENTS,
     "streambank.email": emails.EMAIL_COMMANDS + emails.EMAIL_EVENTS,
-    "streambank.outcome": (outcomes.CommandOutcome, outcomes.ProcessedCommand),
+    "streambank.outcome": (outcomes.CommandOutcome, outcomes.ProcessedCommand, outcomes.PendingSteps),
     "streambank.view": (views.AccountView, views.HistoryEntry, views.AccountSummary, views.CustomerView,
                         views.EmailRegistered),
     "streambank.state": (accounts.Account, customers.Customer, transfers.Transfer, emails.EmailReservation),

@@ -22,6 +22,8 @@ from .domain import accounts, customers, transfers
 from .domain.base import Rejection
 from .domain.outcomes import PENDING, REJECTED
 from .jsonio import InputError, as_money, dumps, new_id, parse_json, to_plain
+from .metrics import register_metrics
+from .openapi import register_docs
 from .processing import history_key
 from .topics import partition_for
 
@@ -31,6 +33,7 @@ ROUTED_HEADER = "X-Bank-Routed"
 SERVED_BY_HEADER = "X-Bank-Served-By"  # which worker read its table: helps operators see routing
 MAX_WAIT = 60.0
 MAX_BODY = 64 * 1024
+AS_OF_TIMEOUT = 10.0  # seconds to read an account's partition for ?as_of=
 
 
 class ApiError(Exception):
@@ -66,7 +69,9 @@ async def json_errors(request, handler):
     except aioweb.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, _STATUS_CODES.get(exc.status, f"HTTP_{exc.status}"), exc.reason)
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None  # 405 must say what is allowed
+        return error_response(exc.status, _STATUS_CODES.get(exc.status, f"HTTP_{exc.status}"), exc.reason,
+                              headers=allow)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -149,7 +154,10 @@ class Api:
         return ApiError(503, "UNAVAILABLE", why, headers={"Retry-After": "1"})
 
     async def body(self, request) -> dict:
-        data = parse_json(await request.read())
+        try:
+            data = parse_json(await request.read())
+        except RecursionError:  # json.loads on `[[[[...` (deeper than Python's stack): bad input, not a 500
+            raise InputError("the body is nested too deeply", code="INVALID_JSON") from None
         if not isinstance(data, dict):
             raise InputError("the body must be a JSON object", code="INVALID_JSON")
         return data
@@ -406,6 +414,8 @@ class Api:
 
     async def get_account(self, request):
         account_id = request.match_info["account_id"]
+        if "as_of" in request.query:  # state as of a time: folded from the log, not read from the view
+            return await self.account_as_of(request, account_id)
 
         async def serve():
             view, reached = await self.read_view("account_to_view", account_id, request)
@@ -413,6 +423,25 @@ class Api:
                 raise ApiError(404, "ACCOUNT_NOT_FOUND", f"account {account_id} does not exist")
             return json_response(to_plain(view), headers=None if reached else {"X-Bank-Stale": "true"})
         return await self.routed(request, "account_to_view", account_id, serve)
+
+    async def account_as_of(self, request, account_id: str):
+        """`?as_of=<ISO-8601>`: the account and its statement as they were then (see streams/history.py)."""
+        from .history import HistoryUnavailable, account_state_at, as_json, parse_instant
+
+        try:
+            as_of = parse_instant(request.query["as_of"])
+        except ValueError as exc:
+            raise InputError(str(exc), "as_of") from None
+        try:
+            state = await asyncio.wait_for(asyncio.to_thread(
+                account_state_at, self.pipeline.settings, account_id, as_of, timeout=AS_OF_TIMEOUT,
+                codec=self.codec), AS_OF_TIMEOUT + 2)
+        except (HistoryUnavailable, asyncio.TimeoutError) as exc:
+            raise self.unavailable(f"could not read the account's events: {exc or 'timed out'}") from None
+        if state is None:
+            raise ApiError(404, "ACCOUNT_NOT_FOUND", f"account {account_id} had no events at or before "
+                                                     f"{request.query['as_of']}")
+        return json_response(as_json(state))
 
     async def get_history(self, request):
         account_id = request.match_info["account_id"]
@@ -466,7 +495,8 @@ class Api:
 def reject_unknown(data: dict, known: set[str], prefix: str = "") -> None:
     unknown = sorted(set(data) - known)
     if unknown:
-        raise InputError(f"unknown field {prefix}{unknown[0]}", prefix + unknown[0], code="UNKNOWN_FIELD")
+        name = unknown[0].encode("utf-8", "backslashreplace").decode()  # a "\ud800" key must not break the answer
+        raise InputError(f"unknown field {prefix}{name}", prefix + name, code="UNKNOWN_FIELD")
 
 
 def string_field(data: dict, name: str, *, required: bool = True, prefix: str = "") -> str | None:
@@ -477,12 +507,17 @@ def string_field(data: dict, name: str, *, required: bool = True, prefix: str = 
         return None
     if not isinstance(value, str):
         raise InputError(f"{prefix}{name} must be a string", prefix + name)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800"): not text, and Kafka could not take it (was a 503)
+            raise InputError(f"{prefix}{name} is not valid Unicode text", prefix + name) from None
     return value
 
 
 def version_field(data: dict) -> int | None:
     value = data.get("expected_version")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63):
         raise InputError("expected_version must be a non-negative integer", "expected_version")
     return value
 
@@ -516,6 +551,8 @@ def register_routes(pipeline: Pipeline) -> Api:
     routes.add_get("/api/transfers/{transfer_id}", api.get_transfer)
     routes.add_get("/api/commands/{command_id}", api.get_command)
     routes.add_get("/health", api.health)
+    register_docs(web_app)  # GET /openapi.json, GET /docs
+    register_metrics(web_app, pipeline.metrics)  # GET /metrics, and counts every request
 
     @pipeline.app.service
     class ApiResources(faust.Service):

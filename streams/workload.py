@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .client import BankClient, CommandIds, OutcomeReader
+from .domain.transfers import TransferMoney
 from .jsonio import new_id
 
 
@@ -46,7 +47,7 @@ def open_accounts(client: BankClient, reader: OutcomeReader, customer_id: str, c
 
 def transfer_storm(client: BankClient, ledger: Ledger, count: int, *, seed: int = 11, rate: float | None = None,
                    sources: list[str] | None = None, targets: list[str] | None = None,
-                   max_amount: int = 20_000) -> list[CommandIds]:
+                   max_amount: int = 20_000) -> list[TransferMoney]:
     """`count` random transfers from `sources` to `targets` (default: all the ledger's accounts), at most
     `rate` per second.
 
@@ -63,9 +64,11 @@ def transfer_storm(client: BankClient, ledger: Ledger, count: int, *, seed: int 
         while target == source:
             target = rng.choice(destinations)
         amount = Decimal(rng.randint(1, max_amount)).scaleb(-2)
-        ids = client.transfer_money(source, target, amount, f"storm {index}", transfer_id=f"tr-{new_id()}")
-        ledger.transfers.append(ids.aggregate_id)
-        sent.append(ids)
+        command = TransferMoney(command_id=new_id(), transfer_id=f"tr-{new_id()}", from_account_id=source,
+                                to_account_id=target, amount=amount, description=f"storm {index}")
+        client.send(command)
+        ledger.transfers.append(command.transfer_id)
+        sent.append(command)
         if rate:
             ahead = (index + 1) / rate - (time.monotonic() - started)
             if ahead > 0:
@@ -73,3 +76,22 @@ def transfer_storm(client: BankClient, ledger: Ledger, count: int, *, seed: int 
                 time.sleep(ahead)
     client.flush()
     return sent
+
+
+def resend_unanswered(client: BankClient, reader: OutcomeReader, commands: list, *, patience: float = 30.0,
+                      rounds: int = 3) -> int:
+    """What a careful client does: wait for every outcome, send again (same ids) what got none.
+
+    Returns how many commands had to be sent again; duplicates take effect once by design.
+    """
+    resent = 0
+    for _ in range(rounds):
+        answered = reader.wait([c.command_id for c in commands], timeout=patience)
+        missing = [c for c in commands if c.command_id not in answered]
+        if not missing:
+            break
+        for command in missing:
+            client.send(command)
+        client.flush()
+        resent += len(missing)
+    return resent

@@ -42,6 +42,7 @@ class OpenAccount(Command):
 class Deposit(Command):
     account_id: str
     amount: Decimal
+    reference: str = ""  # v2: the payer's reference; v1 records read it as ""
 
     @property
     def aggregate_id(self) -> str:
@@ -81,6 +82,7 @@ class AccountOpened(Event):
 class MoneyDeposited(Event):
     amount: Decimal
     balance: Decimal  # after the deposit: lets readers check their own fold
+    reference: str = ""  # v2 (schemas/streambank.account.MoneyDeposited.v1.avsc has none)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +153,10 @@ def validate(command: Command) -> Rejection | None:
             text_error(command.description, "description", required=False),
             money_error(command.initial_balance, positive=False, field="initial_balance"),
         )
-    if isinstance(command, (Deposit, Withdraw) + ACCOUNT_STEPS):
+    if isinstance(command, Deposit):
+        return first_rejection(money_error(command.amount, positive=True),
+                               text_error(command.reference, "reference", required=False, limit=200))
+    if isinstance(command, (Withdraw,) + ACCOUNT_STEPS):
         return money_error(command.amount, positive=True)
     return None
 
@@ -207,7 +212,8 @@ def _deposit(state: Account | None, command: Deposit, now_ms: int):
     balance = state.balance + money(command.amount)
     if money_error(balance, positive=False, field="balance"):
         return Rejection(Reason.INVALID_AMOUNT, "the balance would exceed decimal(18,2)", "amount")
-    return (MoneyDeposited(**_envelope(state, command, now_ms), amount=money(command.amount), balance=balance),)
+    return (MoneyDeposited(**_envelope(state, command, now_ms), amount=money(command.amount), balance=balance,
+                           reference=command.reference or ""),)
 
 
 def _withdraw(state: Account | None, command: Withdraw, now_ms: int):

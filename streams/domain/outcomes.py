@@ -47,3 +47,15 @@ class ProcessedCommand:
     outcome: bytes | None = None  # None while the outcome is deferred, and for replies that settle nothing
     events: tuple[bytes, ...] = ()
     commands: tuple[bytes, ...] = ()  # follow-up commands and replies it issued
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingSteps:
+    """Follow-up commands a process waits on (a transfer's next step, a customer's email reservation).
+
+    If no answer arrives, they are issued again with the same ids: a lost message delays the
+    process, it never strands it.
+    """
+
+    commands: tuple[bytes, ...]
+    issued_at: int

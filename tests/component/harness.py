@@ -24,7 +24,7 @@ import pytest
 
 from streams.app import create_app, wire
 from streams.config import Settings
-from streams.processing import Outgoing
+from streams.processing import COMMAND_PREFIX, STATE_PREFIX, Outgoing
 
 NOW = 1_700_000_000_000
 
@@ -100,6 +100,12 @@ class Bank:
             yield AgentDriver(self, context)
 
     def raw(self, table: str, key: str) -> bytes | None:
+        """`table[key]`; a command processor's state and dedup records share one table under prefixes,
+        named here as they read: `account_to_state` and `account_command_to_result`."""
+        if table in LEDGERS:
+            return self.pipeline.tables[table].get(STATE_PREFIX + key)
+        if table.endswith("_command_to_result"):
+            return self.pipeline.tables[LEDGER_OF[table]].get(COMMAND_PREFIX + key)
         return self.pipeline.tables[table].get(key)
 
     def view(self, table: str, key: str):
@@ -109,6 +115,11 @@ class Bank:
 
     def decode(self, record: Outgoing):
         return self.codec.decode(record.value)
+
+
+LEDGERS = {"customer_to_state", "account_to_state", "transfer_to_state", "email_to_reservation"}
+LEDGER_OF = {"customer_command_to_result": "customer_to_state", "account_command_to_result": "account_to_state",
+             "transfer_command_to_result": "transfer_to_state", "email_command_to_result": "email_to_reservation"}
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from harness import scenario
 from streams import topics
 
 TABLES = {
-    "customer_to_state", "customer_command_to_result", "account_to_state", "account_command_to_result",
-    "transfer_to_state", "transfer_command_to_result", "email_to_reservation", "email_command_to_result",
+    "customer_to_state", "account_to_state", "transfer_to_state", "email_to_reservation",
     "transfer_to_view", "account_to_view", "account_version_to_entry", "customer_to_view", "email_to_customer",
-    "command_to_outcome",
+    "command_to_outcome", "transfer_to_pending_steps", "customer_to_pending_steps",
 }
 #: Readers in streams.topics that are no agents of the worker.
 NOT_AGENTS = {"bank verify", "bank send --wait", "operators"}
@@ -41,8 +40,8 @@ def test_the_topic_specs_name_nine_agents_as_readers():
 
 
 @scenario
-async def test_wire_declares_exactly_the_fourteen_tables_and_nine_agents(bank):
-    assert len(TABLES) == 14
+async def test_wire_declares_exactly_the_twelve_tables_and_nine_agents(bank):
+    assert len(TABLES) == 12
     assert set(bank.pipeline.tables) == TABLES
     assert set(bank.pipeline.agents) == set(AGENTS)
 

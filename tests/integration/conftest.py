@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +67,12 @@ class Worker:
         self.process: subprocess.Popen | None = None
 
     def start(self):
+        with socket.socket() as probe:  # a worker left over from another run would answer in our place
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError:
+                raise RuntimeError(f"port {self.port} is taken: is another worker or test session running?")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "BANK_HOME": str(self.settings.home), "BANK_PARTITIONS": str(self.settings.partitions),
                "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers}
@@ -123,9 +130,9 @@ def wait_until_serving(workers: list[Worker], timeout: float = 120.0) -> None:
 def workers(kafka):
     """Two workers side by side, each with its own state directory and web port."""
     started = [Worker(kafka, port) for port in WORKER_PORTS]
-    for worker in started:
-        worker.start()
     try:
+        for worker in started:
+            worker.start()
         wait_until_serving(started)
     except RuntimeError as exc:
         for worker in started:

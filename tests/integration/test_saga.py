@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from streams import topics
 from streams.topics import partition_for
 from streams.client import BankClient, OutcomeReader
-from streams.avro import Codec
+from streams.avro import Codec, DecodeError
 
 
 def wait_terminal(api, transfer_id: str, timeout: float = 30.0) -> dict:
@@ -129,10 +129,18 @@ def test_re_producing_already_processed_commands_changes_nothing(api, kafka):
     before = {account: api.get(f"/api/accounts/{account}", min_version=3 if account == source else 2,
                                 wait=10).json() for account in (source, target)}
 
-    duplicates = [(topic, key, value) for topic in (topics.ACCOUNT_COMMANDS.name, topics.TRANSFER_COMMANDS.name)
-                  for key, value in read_raw(kafka, topic, 200)]
-    assert any(key == source.encode() for _, key, _ in duplicates)
     codec = Codec()
+
+    def readable(value: bytes) -> bool:  # other tests park poison records on these topics too
+        try:
+            codec.decode(value)
+            return True
+        except DecodeError:
+            return False
+
+    duplicates = [(topic, key, value) for topic in (topics.ACCOUNT_COMMANDS.name, topics.TRANSFER_COMMANDS.name)
+                  for key, value in read_raw(kafka, topic, 200) if readable(value)]
+    assert any(key == source.encode() for _, key, _ in duplicates)
     command_ids = {codec.decode(value).command_id for _, _, value in duplicates}
     reader = OutcomeReader(kafka)
     producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "partitioner": "murmur2_random"})

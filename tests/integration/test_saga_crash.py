@@ -17,7 +17,7 @@ from http_api import REPO
 from streams import verify
 from streams.client import BankClient, OutcomeReader
 from streams.domain.transfers import TERMINAL
-from streams.workload import open_accounts, transfer_storm
+from streams.workload import open_accounts, resend_unanswered, transfer_storm
 
 ACCOUNTS = 100
 TRANSFERS_PER_HALF = 1000
@@ -59,7 +59,6 @@ def test_transfers_survive_kill_9_of_workers_with_every_invariant_intact(api, ka
     client = BankClient(kafka)
     reader = OutcomeReader(kafka)
     ledger = open_accounts(client, reader, api.create_customer("Storm", "Test"), ACCOUNTS, zero_every=10)
-    reader.close()
     doomed = ledger.account_ids[::10][:5]  # opened at 0.00; closed halfway through, then sent money
     living = [a for a in ledger.account_ids if a not in doomed]
 
@@ -77,19 +76,23 @@ def test_transfers_survive_kill_9_of_workers_with_every_invariant_intact(api, ka
     killer = threading.Thread(target=kill_and_restart, name="killer")
     started = time.monotonic()
     killer.start()
-    transfer_storm(client, ledger, TRANSFERS_PER_HALF, seed=1, rate=120, sources=living, targets=living)
+    storm = transfer_storm(client, ledger, TRANSFERS_PER_HALF, seed=1, rate=120, sources=living, targets=living)
     for account_id in doomed:
         client.close_account(account_id)
-    transfer_storm(client, ledger, TRANSFERS_PER_HALF, seed=2, rate=120, sources=living)
+    storm += transfer_storm(client, ledger, TRANSFERS_PER_HALF, seed=2, rate=120, sources=living)
     killer.join()
-    client.close()
     wait_until_serving(workers)
 
     restarts: list = []
+    resent = resend_unanswered(client, reader, storm)
+    client.close()
+    reader.close()
     report = quiesce(kafka, workers, restarts)
     elapsed = time.monotonic() - started
+    redriven = sum(worker.log.read_text(errors="replace").count("issued the steps of") for worker in workers)
     print(f"\ncrash test: {2 * TRANSFERS_PER_HALF} transfers, {len(kills)} kills {kills}, "
-          f"supervisor restarts {restarts}, {elapsed:.0f}s to quiescence; {report.summary_line()}")
+          f"client resends {resent}, saga redrives {redriven}, supervisor restarts {restarts}, {elapsed:.0f}s to quiescence; "
+          f"{report.summary_line()}")
     assert len(kills) == KILLS
     assert report.violations == []
     assert sum(report.transfers.values()) >= 2 * TRANSFERS_PER_HALF

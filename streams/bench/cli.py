@@ -1,0 +1,114 @@
+"""`bank bench deposits|transfers|latency|replay`: see bench/README.md."""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..config import Settings
+
+
+def _options(f):
+    f = click.option("--count", type=int, default=None, help="Commands (replay: events) per run.")(f)
+    f = click.option("--accounts", type=int, default=None, help="Accounts the work is spread over.")(f)
+    f = click.option("--workers", type=click.IntRange(1, 2), default=1, show_default=True,
+                     help="Worker processes.")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")(f)
+    f = click.option("--no-baselines", is_flag=True, help="Skip the same-run baselines.")(f)
+    f = click.option("--baseline-count", type=int, default=None,
+                     help="Records for the Kafka tools and the bare loop (default: the larger of --count and 20000).")(f)
+    f = click.option("--repeat", type=int, default=1, show_default=True,
+                     help="Runs; the summary gives the median of each figure.")(f)
+    f = click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Also write the JSON results to this file.")(f)
+    f = click.option("--web-port", type=int, default=None,
+                     help="First worker's web port (default $BANK_WEB_PORT); the second uses the next.")(f)
+    f = click.option("--force", is_flag=True,
+                     help="Delete bank.* topics even on a broker no benchmark has used (they hold data!).")(f)
+    f = click.option("--keep-broker", is_flag=True, help="Leave running a broker that the benchmark started.")(f)
+    f = click.option("--no-kstreams", is_flag=True,
+                     help="Skip the Kafka Streams peer (bench/peers/kstreams; built with Maven on first use).")(f)
+    f = click.option("--timeout", type=float, default=300.0, show_default=True,
+                     help="Seconds to wait for the effects of one phase.")(f)
+    return f
+
+
+DEFAULTS = {"deposits": (5_000, 500), "transfers": (2_000, 500), "latency": (2_000, 500),
+            "replay": (50_000, 1_000)}
+
+
+@click.group(help="Benchmarks on the real broker: clean topics each run, fixed work, same-run baselines. "
+                  "WARNING: deletes and recreates every bank.*, streambank-* and bench.* topic.")
+def bench():
+    pass
+
+
+def _run(workload: str, count, accounts, workers, as_json, no_baselines, baseline_count, repeat, save, web_port,
+         force, keep_broker, timeout, no_kstreams, **extra):
+    from .env import BenchEnv, BenchError
+    from .report import machine, summarize, text_report
+    from .workloads import WORKLOADS, Options
+
+    default_count, default_accounts = DEFAULTS[workload]
+    options = Options(count=count or default_count, accounts=accounts or default_accounts, workers=workers,
+                      baselines=not no_baselines, baseline_count=baseline_count, timeout=timeout,
+                      kstreams=not no_kstreams, **extra)
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    env = BenchEnv(Settings.from_env(), web_port=web_port, force=force, log=log)
+    runs = []
+    try:
+        env.ensure_broker()
+        for index in range(repeat):
+            if repeat > 1:
+                log(f"run {index + 1}/{repeat}")
+            result = WORKLOADS[workload](env, options, log=log)
+            result["run"] = index + 1
+            runs.append(result)
+    except (BenchError, TimeoutError, RuntimeError) as exc:
+        raise click.ClickException(str(exc))
+    finally:
+        env.stop_workers()
+        if not keep_broker:
+            env.close()
+    report = {"workload": workload, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "command": "bank " + " ".join(sys.argv[1:]),
+              "bootstrap_servers": env.settings.bootstrap_servers, "partitions": env.settings.partitions,
+              "machine": machine(), "runs": runs, "median": summarize(runs)}
+    if save:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(json.dumps(report, indent=1, default=str))
+    if as_json:
+        click.echo(json.dumps(report, default=str))
+    else:
+        click.echo(text_report(report))
+
+
+@bench.command(help="Deposits: one command → one event → account view, customer view, history, outcome.")
+@_options
+def deposits(**kw):
+    _run("deposits", **kw)
+
+
+@bench.command(help="Transfers: the saga (initiate, debit, credit), measured to the terminal transfer view.")
+@_options
+def transfers(**kw):
+    _run("transfers", **kw)
+
+
+@bench.command(help="Latency: deposits at the maximum rate, then at fixed rates (fractions of it, or --rates).")
+@_options
+@click.option("--rates", default="", help="Comma-separated commands/s (default: fractions of the measured max).")
+@click.option("--fractions", default="0.25,0.5,0.75", show_default=True, help="Rates as fractions of the max.")
+def latency(rates, fractions, **kw):
+    _run("latency", rates=tuple(float(r) for r in rates.split(",") if r.strip()),
+         fractions=tuple(float(f) for f in fractions.split(",") if f.strip()), **kw)
+
+
+@bench.command(help="Replay: account views rebuilt from N events already on the log by workers with empty state.")
+@_options
+def replay(**kw):
+    _run("replay", **kw)

@@ -1,0 +1,144 @@
+"""Reading effects straight from Kafka (confluent-kafka, not HTTP) and turning them into figures."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from ..avro import Codec, DecodeError
+from ..config import Settings
+from ..domain.transfers import TERMINAL
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(round(q / 100.0 * len(ordered) + 0.5))))
+    return ordered[rank - 1]
+
+
+def latency_summary(latencies_ms: list[float]) -> dict:
+    return {"count": len(latencies_ms),
+            "p50_ms": _r(percentile(latencies_ms, 50)), "p95_ms": _r(percentile(latencies_ms, 95)),
+            "p99_ms": _r(percentile(latencies_ms, 99)), "max_ms": _r(max(latencies_ms) if latencies_ms else None)}
+
+
+def _r(value):
+    return None if value is None else round(value, 1)
+
+
+class EffectReader:
+    """Follows view changelogs, outcomes and events from offset 0 of freshly created topics in a thread.
+
+    For views it keeps, per key, the latest decoded view and the broker timestamp (LogAppendTime) of
+    each version; for outcomes the count per (command type, status); for events the count per type.
+    """
+
+    def __init__(self, settings: Settings, *, views: tuple[str, ...] = (), outcomes: str | None = None,
+                 events: tuple[str, ...] = (), codec: Codec | None = None):
+        self.codec = codec or Codec()
+        self.views = set(views)
+        self.outcomes_topic = outcomes
+        self.events = set(events)
+        self.consumer = Consumer(settings.confluent_config(**{
+            "group.id": f"bench-reader-{uuid.uuid4()}", "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10, "enable.partition.eof": False}))
+        topics = list(views) + ([outcomes] if outcomes else []) + list(events)
+        deadline = time.monotonic() + 30
+        while True:  # a topic created a moment ago may not be in every metadata answer yet
+            metadata = self.consumer.list_topics(timeout=30)
+            if all(t in metadata.topics and metadata.topics[t].partitions for t in topics):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topics missing: {[t for t in topics if t not in metadata.topics]}")
+            time.sleep(0.2)
+        assignment = [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata.topics[t].partitions]
+        self.consumer.assign(assignment)
+        self.lock = threading.Condition()
+        self.latest: dict[str, object] = {}                 # key -> latest decoded view
+        self.view_time: dict[tuple[str, int], int] = {}     # (key, version) -> first broker timestamp, ms
+        self.terminal_time: dict[str, int] = {}             # transfer id -> when its view became terminal
+        self.view_records = 0
+        self.outcomes: Counter = Counter()                   # (command type, status) -> count
+        self.outcome_ids: set[str] = set()
+        self.event_counts: Counter = Counter()              # distinct events per type
+        self.event_ids: set[str] = set()
+        self.event_records = 0                               # records, re-emissions included
+        self.undecodable = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-effect-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            messages = self.consumer.consume(2000, timeout=0.05)
+            if not messages:
+                continue
+            with self.lock:
+                for message in messages:
+                    if message.error() is not None:
+                        continue
+                    self._take(message)
+                self.lock.notify_all()
+
+    def _take(self, message) -> None:
+        topic = message.topic()
+        value = message.value()
+        if value is None:
+            return
+        if topic in self.views:
+            try:
+                view = self.codec.decode(value)
+            except DecodeError:
+                self.undecodable += 1
+                return
+            key = message.key().decode()
+            self.view_records += 1
+            self.latest[key] = view
+            ts = message.timestamp()[1]
+            self.view_time.setdefault((key, view.version), ts)
+            state = getattr(view, "state", None)
+            if state in TERMINAL:
+                self.terminal_time.setdefault(key, ts)
+        elif topic == self.outcomes_topic:
+            try:
+                outcome = self.codec.decode(value)
+            except DecodeError:
+                self.undecodable += 1
+                return
+            if outcome.command_id not in self.outcome_ids:
+                self.outcome_ids.add(outcome.command_id)
+                self.outcomes[(outcome.command_type, outcome.status)] += 1
+        elif topic in self.events:
+            # The type name is in the schema fingerprint; decoding is the simplest way to get it.
+            # Redeliveries re-emit events byte for byte (at-least-once): count distinct event ids.
+            try:
+                event = self.codec.decode(value)
+            except DecodeError:
+                self.undecodable += 1
+                return
+            self.event_records += 1
+            if event.event_id not in self.event_ids:
+                self.event_ids.add(event.event_id)
+                self.event_counts[type(event).__name__] += 1
+
+    def wait_for(self, condition, timeout: float, what: str = "effects") -> float:
+        """Blocks until `condition()` holds (checked under the lock); returns the time.time() it held."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not condition():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{what} not visible within {timeout} s")
+                self.lock.wait(min(remaining, 0.5))
+            return time.time()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.consumer.close()

@@ -1,0 +1,105 @@
+"""Smoke run of every `bank bench` workload at tiny size: the reported counts must be right.
+
+Self-contained: `bank bench` deletes and recreates every bank.* topic, so it gets its own broker
+(BANK_TEST_BENCH_KAFKA_PORT, default 19892; controller on +10000) instead of the session broker that
+the session's workers use. No timing assertions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from streams import kafka_local
+
+from http_api import REPO
+
+KAFKA_PORT = int(os.environ.get("BANK_TEST_BENCH_KAFKA_PORT", "19892"))
+WEB_PORT = int(os.environ.get("BANK_TEST_BENCH_WEB_PORT", "17166"))
+
+
+@pytest.fixture(scope="module")
+def bench_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("bench-home")
+    os.environ.setdefault("BANK_KAFKA_LIBS", str(REPO / ".bank" / "kafka" / "libs"))
+    try:
+        kafka_local.start(home, timeout=120, base_port=KAFKA_PORT)
+    except kafka_local.KafkaLocalError as exc:
+        pytest.fail(f"could not start the bench broker: {exc}", pytrace=False)
+    env = {**os.environ, "BANK_HOME": str(home), "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{KAFKA_PORT}",
+           "BANK_PARTITIONS": "4", "BANK_WEB_PORT": str(WEB_PORT)}
+    yield env
+    kafka_local.stop(home)
+
+
+def bench(env, *args) -> dict:
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "bench", *args, "--json"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert len(report["runs"]) == 1
+    return report["runs"][0]
+
+
+#: The Kafka Streams peer takes a Maven build (a minute, once per checkout): it is in the smoke run when
+#: already built (bench/peers/kstreams/target) or when BANK_TEST_BENCH_KSTREAMS=1.
+KSTREAMS = (REPO / "bench/peers/kstreams/target/classes").is_dir() or os.environ.get("BANK_TEST_BENCH_KSTREAMS") == "1"
+
+
+def test_deposits_with_every_baseline(bench_env):
+    run = bench(bench_env, "deposits", "--count", "60", "--accounts", "6", "--baseline-count", "200",
+                *(() if KSTREAMS else ("--no-kstreams",)))
+    phase = run["streambank"]
+    assert phase["commands"] == phase["accepted"] == phase["events"] == 60
+    assert phase["views_missing_a_version"] == 0
+    assert Decimal(phase["balance_total"]) == Decimal(phase["expected_balance_total"]) == Decimal("60.00")
+    assert phase["latency"]["count"] == 60
+    assert {"bench", "worker-1"} <= set(phase["cpu_s"])
+    plain = run["baselines"]["plain_loop"]
+    assert plain["commands"] == plain["accepted"] == plain["events"] == 60
+    assert Decimal(plain["balance_total"]) == Decimal("60.00")
+    assert run["baselines"]["bare_loop"]["consumed"] == 200
+    assert run["baselines"]["kafka_producer_perf"]["records"] == 200
+    assert run["baselines"]["kafka_consumer_perf"]["records"] == 200
+    expected = {"streambank/plain_loop", "streambank/bare_loop", "streambank/kafka_producer_perf",
+                "streambank/kafka_consumer_perf"}
+    if KSTREAMS:
+        peer = run["baselines"]["kstreams_peer"]
+        assert peer["commands"] == peer["accepted"] == peer["events"] == 60
+        assert Decimal(peer["balance_total"]) == Decimal("60.00")
+        expected.add("streambank/kstreams_peer")
+    assert set(run["ratios"]) == expected
+
+
+def test_transfers(bench_env):
+    run = bench(bench_env, "transfers", "--count", "40", "--accounts", "5", "--no-baselines")
+    phase = run["streambank"]
+    assert phase["terminal"] == 40
+    assert sum(phase["states"].values()) == 40
+    assert set(phase["states"]) <= {"COMPLETED", "FAILED", "REFUNDED"}
+    assert phase["outcomes"].get("TransferMoney/ACCEPTED") == 40
+    assert Decimal(phase["balance_total"]) == Decimal(phase["expected_balance_total"]) == Decimal("5000.00")
+
+
+def test_latency_at_fixed_rates(bench_env):
+    run = bench(bench_env, "latency", "--count", "30", "--accounts", "3", "--rates", "50,100", "--no-baselines")
+    phases = run["streambank"]
+    assert [p["rate_target_per_s"] for p in phases] == [50.0, 100.0]
+    for phase in phases:
+        assert phase["commands"] == phase["accepted"] == phase["events"] == phase["latency"]["count"] == 30
+    assert Decimal(phases[-1]["balance_total"]) == Decimal("60.00")
+
+
+def test_replay(bench_env):
+    run = bench(bench_env, "replay", "--count", "300", "--accounts", "10")
+    phase = run["streambank"]
+    assert phase["events"] == 300 and phase["accounts"] == 10
+    assert phase["views_match_fold"] is True
+    assert phase["view_records"] == 300
+    assert run["baselines"]["plain_fold"]["records"] == 300
+    assert run["baselines"]["plain_fold"]["accounts"] == 10
+    assert run["baselines"]["kafka_consumer_perf"]["records"] == 300
