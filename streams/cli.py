@@ -162,6 +162,54 @@ def state_account(account_id: str, as_of: str | None, as_json: bool, timeout: fl
                                                                  if entry.transfer_id else ""))
 
 
+@cli.group(help="Records the agents parked on bank.deadletter (undecodable, or foreign to their topic).")
+def deadletter():
+    pass
+
+
+@deadletter.command("list", help="Print every parked record: where it came from, why, its key and size "
+                                 "(exit 2: Kafka unreachable).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the value in base64.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N records (the oldest first).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to read the topics.")
+def deadletter_list(as_json: bool, limit: int | None, timeout: float):
+    from .deadletters import DeadletterUnavailable, read_parked, read_replayed
+
+    settings = Settings.from_env()
+    try:
+        parked = read_parked(settings, timeout, limit)
+        replayed = read_replayed(settings, timeout) if parked else set()
+    except DeadletterUnavailable as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    for record in parked:
+        done = record.marker in replayed
+        click.echo(json.dumps(record.to_dict(replayed=done)) if as_json else record.line(replayed=done))
+
+
+@deadletter.command("replay", help="Produce each parked record's original bytes again to its original topic "
+                                   "with its original key, once (exit 1: something was not replayed, "
+                                   "2: Kafka unreachable).")
+@click.option("--topic", default=None, help="Only records that came from this topic.")
+@click.option("--dry-run", is_flag=True, help="Say what would be replayed; produce nothing.")
+@click.option("--force", is_flag=True, help="Replay records that still do not decode (or do not belong) too.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per Kafka step.")
+def deadletter_replay(topic: str | None, dry_run: bool, force: bool, as_json: bool, timeout: float):
+    from .deadletters import DeadletterUnavailable, replay
+
+    def report(result):
+        click.echo(json.dumps(result.to_dict()) if as_json else result.line())
+
+    try:
+        results = replay(Settings.from_env(), topic=topic, dry_run=dry_run, force=force, timeout=timeout,
+                         report=report)
+    except DeadletterUnavailable as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(1 if any(r.action in ("refused", "failed") for r in results) else 0)
+
+
 def main():
     cli(prog_name="bank")
 
