@@ -730,7 +730,12 @@ def _random_cluster_id() -> str:
     """Same format as ``kafka-storage random-uuid``: 16 random bytes, url-safe base64, no padding."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # One id in 64 starts with "-", which kafka-storage's argument parser takes for an option
+        # (seen here: "argument --cluster-id/-t: expected one argument").
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def start_one(home: Path, broker_index: int, timeout: float = 90, *,
