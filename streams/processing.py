@@ -13,7 +13,7 @@ from typing import Callable, MutableMapping
 from . import topics
 from .avro import Codec, DecodeError
 from .domain import views
-from .domain.base import DEFERRED, Command, Event, Reason, Rejection, Reply
+from .domain.base import DEFERRED, Reason, Rejection, Reply
 from .domain.outcomes import CommandOutcome, PendingSteps, ProcessedCommand, outcome_of
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from decimal import Decimal
 
 import aiohttp
 import faust
@@ -20,7 +19,7 @@ from .app import Pipeline
 from .client import BankClient
 from .domain import accounts, customers, transfers
 from .domain.base import Rejection
-from .domain.outcomes import PENDING, REJECTED
+from .domain.outcomes import PENDING
 from .jsonio import InputError, as_money, dumps, new_id, parse_json, to_plain
 from .metrics import register_metrics
 from .openapi import register_docs

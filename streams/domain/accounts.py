@@ -6,12 +6,12 @@ from decimal import Decimal
 
 from .transfer_steps import ACCOUNT_STEPS, CreditAccount, DebitAccount, RefundAccount, reply_to
 from .base import (
+    envelope,
     ZERO,
     Command,
     Event,
     Reason,
     Rejection,
-    event_id_for,
     first_rejection,
     money,
     money_error,
@@ -178,14 +178,6 @@ def react(state: Account | None, command: Command, result) -> tuple[Command, ...
     return ()
 
 
-def _envelope(state: Account | None, command: Command, now_ms: int, index: int = 0) -> dict:
-    return {
-        "event_id": event_id_for(command.command_id, index),
-        "aggregate_id": command.aggregate_id,
-        "version": (state.version if state else 0) + 1 + index,
-        "command_id": command.command_id,
-        "occurred_at": now_ms,
-    }
 
 
 def _must_be_open(state: Account | None, command: Command) -> Rejection | None:
@@ -201,7 +193,7 @@ def _open(state: Account | None, command: OpenAccount, now_ms: int):
         return Rejection(Reason.ALREADY_EXISTS, f"account {command.account_id} already exists")
     if rejection := version_conflict(command, 0):
         return rejection
-    return (AccountOpened(**_envelope(state, command, now_ms), customer_id=command.customer_id,
+    return (AccountOpened(**envelope(state, command, now_ms), customer_id=command.customer_id,
                           title=command.title, description=command.description or "",
                           initial_balance=money(command.initial_balance)),)
 
@@ -212,7 +204,7 @@ def _deposit(state: Account | None, command: Deposit, now_ms: int):
     balance = state.balance + money(command.amount)
     if money_error(balance, positive=False, field="balance"):
         return Rejection(Reason.INVALID_AMOUNT, "the balance would exceed decimal(18,2)", "amount")
-    return (MoneyDeposited(**_envelope(state, command, now_ms), amount=money(command.amount), balance=balance,
+    return (MoneyDeposited(**envelope(state, command, now_ms), amount=money(command.amount), balance=balance,
                            reference=command.reference or ""),)
 
 
@@ -222,7 +214,7 @@ def _withdraw(state: Account | None, command: Withdraw, now_ms: int):
     if command.amount > state.balance:
         return Rejection(Reason.INSUFFICIENT_FUNDS,
                          f"balance {state.balance} is less than {money(command.amount)}", "amount")
-    return (MoneyWithdrawn(**_envelope(state, command, now_ms), amount=money(command.amount),
+    return (MoneyWithdrawn(**envelope(state, command, now_ms), amount=money(command.amount),
                            balance=state.balance - money(command.amount)),)
 
 
@@ -232,7 +224,7 @@ def _close(state: Account | None, command: CloseAccount, now_ms: int):
         return rejection
     if state.balance != 0:
         return Rejection(Reason.BALANCE_NOT_ZERO, f"balance is {state.balance}; only an empty account closes")
-    return (AccountClosed(**_envelope(state, command, now_ms)),)
+    return (AccountClosed(**envelope(state, command, now_ms)),)
 
 
 def _debit(state: Account | None, command: DebitAccount, now_ms: int):
@@ -241,7 +233,7 @@ def _debit(state: Account | None, command: DebitAccount, now_ms: int):
     if command.amount > state.balance:
         return Rejection(Reason.INSUFFICIENT_FUNDS,
                          f"balance {state.balance} is less than {money(command.amount)}", "amount")
-    return (AccountDebited(**_envelope(state, command, now_ms), transfer_id=command.transfer_id,
+    return (AccountDebited(**envelope(state, command, now_ms), transfer_id=command.transfer_id,
                            amount=money(command.amount), balance=state.balance - money(command.amount)),)
 
 
@@ -251,7 +243,7 @@ def _credit(state: Account | None, command: CreditAccount, now_ms: int):
     balance = state.balance + money(command.amount)
     if money_error(balance, positive=False, field="balance"):
         return Rejection(Reason.INVALID_AMOUNT, "the balance would exceed decimal(18,2)", "amount")
-    return (AccountCredited(**_envelope(state, command, now_ms), transfer_id=command.transfer_id,
+    return (AccountCredited(**envelope(state, command, now_ms), transfer_id=command.transfer_id,
                             amount=money(command.amount), balance=balance),)
 
 
@@ -260,7 +252,7 @@ def _refund(state: Account | None, command: RefundAccount, now_ms: int):
     # was closed meanwhile, or it would vanish from the ledger.
     if state is None:
         return Rejection(Reason.ACCOUNT_NOT_FOUND, f"account {command.account_id} does not exist")
-    return (AccountRefunded(**_envelope(state, command, now_ms), transfer_id=command.transfer_id,
+    return (AccountRefunded(**envelope(state, command, now_ms), transfer_id=command.transfer_id,
                             amount=money(command.amount), balance=state.balance + money(command.amount)),)
 
 

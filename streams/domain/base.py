@@ -83,6 +83,17 @@ def event_id_for(command_id: str, index: int) -> str:
     return f"{command_id}.{index}"
 
 
+def envelope(state, command: Command, now_ms: int, index: int = 0) -> dict:
+    """The fields every event of `command` shares: derived id, the aggregate's next version, cause, time."""
+    return {
+        "event_id": event_id_for(command.command_id, index),
+        "aggregate_id": command.aggregate_id,
+        "version": (state.version if state else 0) + 1 + index,
+        "command_id": command.command_id,
+        "occurred_at": now_ms,
+    }
+
+
 def money_error(amount: Decimal, *, positive: bool, field: str = "amount") -> Rejection | None:
     """Why `amount` is not valid money (None when it is): finite, 2 places, within decimal(18,2)."""
     try:

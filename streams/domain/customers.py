@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 
 from .emails import RecordEmailReservation, ReserveEmail
 from .base import (
+    envelope,
     DEFERRED,
     Command,
     Deferred,
@@ -156,14 +157,6 @@ def evolve(state: Customer | None, event: Event) -> Customer:
     return _EVOLVERS[type(event)](state, event)
 
 
-def _envelope(state: Customer | None, command: Command, now_ms: int) -> dict:
-    return {
-        "event_id": event_id_for(command.command_id, 0),
-        "aggregate_id": command.aggregate_id,
-        "version": (state.version if state else 0) + 1,
-        "command_id": command.command_id,
-        "occurred_at": now_ms,
-    }
 
 
 def _email_error(email: str | None) -> Rejection | None:
@@ -205,7 +198,7 @@ def _add_to_account(state: Customer | None, command: AddToAccount, now_ms: int):
         return rejection
     if any(a.account_id == command.account_id for a in state.to_accounts):
         return Rejection(Reason.TO_ACCOUNT_EXISTS, f"{command.account_id} is already a to-account")
-    return (ToAccountAdded(**_envelope(state, command, now_ms), account_id=command.account_id,
+    return (ToAccountAdded(**envelope(state, command, now_ms), account_id=command.account_id,
                            title=command.title or "", owner=command.owner or ""),)
 
 
@@ -214,7 +207,7 @@ def _remove_to_account(state: Customer | None, command: RemoveToAccount, now_ms:
         return rejection
     if not any(a.account_id == command.account_id for a in state.to_accounts):
         return Rejection(Reason.TO_ACCOUNT_NOT_FOUND, f"{command.account_id} is not a to-account")
-    return (ToAccountRemoved(**_envelope(state, command, now_ms), account_id=command.account_id),)
+    return (ToAccountRemoved(**envelope(state, command, now_ms), account_id=command.account_id),)
 
 
 _DECIDERS = {CreateCustomer: _create, AddToAccount: _add_to_account, RemoveToAccount: _remove_to_account}

@@ -10,11 +10,11 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from .base import (
+    envelope,
     Command,
     Event,
     Reason,
     Rejection,
-    event_id_for,
     first_rejection,
     money,
     money_error,
@@ -154,14 +154,6 @@ def react(state: Transfer | None, command: Command, result) -> tuple[Command, ..
     return tuple(steps)
 
 
-def _envelope(state: Transfer | None, command: Command, now_ms: int) -> dict:
-    return {
-        "event_id": event_id_for(command.command_id, 0),
-        "aggregate_id": command.aggregate_id,
-        "version": (state.version if state else 0) + 1,
-        "command_id": command.command_id,
-        "occurred_at": now_ms,
-    }
 
 
 def _transfer_money(state: Transfer | None, command: TransferMoney, now_ms: int):
@@ -169,7 +161,7 @@ def _transfer_money(state: Transfer | None, command: TransferMoney, now_ms: int)
         return Rejection(Reason.ALREADY_EXISTS, f"transfer {command.transfer_id} already exists")
     if rejection := version_conflict(command, 0):
         return rejection
-    return (TransferInitiated(**_envelope(state, command, now_ms), from_account_id=command.from_account_id,
+    return (TransferInitiated(**envelope(state, command, now_ms), from_account_id=command.from_account_id,
                               to_account_id=command.to_account_id, amount=money(command.amount),
                               description=command.description or ""),)
 
@@ -187,16 +179,16 @@ def _record_debit(state: Transfer | None, reply: RecordDebit, now_ms: int):
     if rejection := _expecting(state, reply, INITIATED):
         return rejection
     if reply.accepted:
-        return (TransferDebited(**_envelope(state, reply, now_ms)),)
-    return (TransferFailed(**_envelope(state, reply, now_ms), reason=reply.reason or Reason.INVALID_STATE),)
+        return (TransferDebited(**envelope(state, reply, now_ms)),)
+    return (TransferFailed(**envelope(state, reply, now_ms), reason=reply.reason or Reason.INVALID_STATE),)
 
 
 def _record_credit(state: Transfer | None, reply: RecordCredit, now_ms: int):
     if rejection := _expecting(state, reply, DEBITED):
         return rejection
     if reply.accepted:
-        return (TransferCompleted(**_envelope(state, reply, now_ms)),)
-    return (TransferCreditFailed(**_envelope(state, reply, now_ms), reason=reply.reason or Reason.INVALID_STATE),)
+        return (TransferCompleted(**envelope(state, reply, now_ms)),)
+    return (TransferCreditFailed(**envelope(state, reply, now_ms), reason=reply.reason or Reason.INVALID_STATE),)
 
 
 def _record_refund(state: Transfer | None, reply: RecordRefund, now_ms: int):
@@ -204,7 +196,7 @@ def _record_refund(state: Transfer | None, reply: RecordRefund, now_ms: int):
         return rejection
     if not reply.accepted:  # a refund cannot be refused by the rules; leave the transfer visibly stuck
         return Rejection(Reason.INVALID_STATE, f"the refund was refused: {reply.reason}")
-    return (TransferRefunded(**_envelope(state, reply, now_ms)),)
+    return (TransferRefunded(**envelope(state, reply, now_ms)),)
 
 
 _DECIDERS = {TransferMoney: _transfer_money, RecordDebit: _record_debit, RecordCredit: _record_credit,
