@@ -218,48 +218,39 @@ def _streambank_deposits(env: BenchEnv, options: Options, rates=(None,), log=pri
         env.stop_workers()
 
 
-def _plain_deposits(env: BenchEnv, options: Options, rates=(None,), log=print) -> list[dict]:
-    env.reset_topics()
-    process = baselines.start_plain(env)
+def _peer_deposits(env: BenchEnv, options: Options, process, view_topic: str, name: str, group: str,
+                   rates, log) -> list[dict]:
+    """Drive one baseline process (already started on fresh topics) through the deposit phases."""
     driver = None
     try:
-        driver = DepositDriver(env, PLAIN_VIEW_TOPIC, options.accounts, extra_pids={"plain": process.pid},
+        driver = DepositDriver(env, view_topic, options.accounts, extra_pids={name: process.pid},
                                timeout=options.timeout)
         driver.open()
         phases = []
         for rate in rates:
             if phases:
-                driver.settle("bench-plain")
-            log(f"  plain loop deposits: {options.count} at {rate or 'max'}/s")
+                driver.settle(group)
+            log(f"  {name} deposits: {options.count} at {rate or 'max'}/s")
             phases.append(driver.run(options.count, rate))
         return phases
     finally:
         if driver is not None:
             driver.close()
         baselines.stop_plain(process)
+
+
+def _plain_deposits(env: BenchEnv, options: Options, rates=(None,), log=print) -> list[dict]:
+    env.reset_topics()
+    return _peer_deposits(env, options, baselines.start_plain(env), PLAIN_VIEW_TOPIC, "plain", "bench-plain",
+                          rates, log)
 
 
 def _kstreams_deposits(env: BenchEnv, options: Options, rates=(None,), log=print) -> list[dict] | None:
     if not baselines.build_kstreams_peer(log):
         return None
     env.reset_topics()
-    process = baselines.start_kstreams(env)
-    driver = None
-    try:
-        driver = DepositDriver(env, KSTREAMS_VIEW_TOPIC, options.accounts, extra_pids={"kstreams": process.pid},
-                               timeout=options.timeout)
-        driver.open()
-        phases = []
-        for rate in rates:
-            if phases:
-                driver.settle("bench-kstreams")
-            log(f"  kstreams peer deposits: {options.count} at {rate or 'max'}/s")
-            phases.append(driver.run(options.count, rate))
-        return phases
-    finally:
-        if driver is not None:
-            driver.close()
-        baselines.stop_plain(process)
+    return _peer_deposits(env, options, baselines.start_kstreams(env), KSTREAMS_VIEW_TOPIC, "kstreams",
+                          "bench-kstreams", rates, log)
 
 
 def _kafka_baselines(env: BenchEnv, records: list[tuple[bytes, bytes]], log=print) -> dict:
