@@ -181,7 +181,7 @@ class CommandProcessor:
                 self.pending[aggregate_id] = self.codec.encode(PendingSteps(commands=processed.commands, issued_at=at))
             elif isinstance(command, Reply) and encoded_events and aggregate_id in self.pending:
                 del self.pending[aggregate_id]  # answered, and nothing more to wait for
-        return self._records(processed, follow_ups)
+        return self._records(processed, follow_ups, outcome.command_id if outcome else None)
 
     def overdue(self, now: int, after_ms: int, wanted: Callable[[str], bool]) -> dict[str, list[Outgoing]]:
         """Per wanted aggregate, its pending steps issued more than `after_ms` ago, to be issued again."""
@@ -198,12 +198,12 @@ class CommandProcessor:
                 for encoded, command in ((e, self.codec.decode(e)) for e in pending.commands)]
         return out
 
-    def _records(self, processed: ProcessedCommand, follow_ups) -> list[Outgoing]:
+    def _records(self, processed: ProcessedCommand, follow_ups, outcome_id: str | None) -> list[Outgoing]:
+        """What to send; `outcome_id` keys the outcome (a reply's outcome is the settled command's)."""
         out = [Outgoing(self.event_topic, processed.aggregate_id, e) for e in processed.events]
         for command, encoded in zip(follow_ups, processed.commands):
             out.append(Outgoing(topics.command_topic_for(type(command)).name, command.aggregate_id, encoded))
         if processed.outcome is not None:
-            outcome_id = self.codec.decode(processed.outcome).command_id
             out.append(Outgoing(topics.COMMAND_OUTCOMES.name, outcome_id, processed.outcome))
         return out
 
@@ -215,7 +215,8 @@ class CommandProcessor:
         state_bytes = self.states.get(processed.aggregate_id)
         if state_bytes is not None:
             self.states[processed.aggregate_id] = state_bytes
-        return self._records(processed, [self.codec.decode(c) for c in processed.commands])
+        outcome_id = self.codec.decode(processed.outcome).command_id if processed.outcome else None
+        return self._records(processed, [self.codec.decode(c) for c in processed.commands], outcome_id)
 
     def _outcome_record(self, outcome: CommandOutcome) -> Outgoing:
         self.observe(outcome.command_type, outcome.status, outcome.reason)
