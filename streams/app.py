@@ -102,10 +102,20 @@ class FaustEmitter:
     """Sends through Faust topics: inside an agent the sends attach to the event being processed,
     so they are published before its offset is committed (at-least-once)."""
 
-    def __init__(self, faust_topics: dict[str, faust.TopicT]):
+    def __init__(self, faust_topics: dict[str, faust.TopicT], app: faust.App | None = None):
         self.faust_topics = faust_topics
+        self.app = app
 
     async def emit(self, records: Iterable[Outgoing]) -> None:
+        produce_now = getattr(self.app.producer, "produce_now", None) if self.app is not None else None
+        if produce_now is not None:
+            # librdkafka queues them at once; Faust flushes that producer before committing the offset
+            # of the record being processed, which is all an attachment would have guaranteed.
+            pending = []
+            for record in records:
+                if not produce_now(record.topic, record.key.encode(), record.value, record.headers):
+                    pending.append(record)  # not started yet: Faust's own path below
+            records = pending
         for record in records:
             await self.faust_topics[record.topic].send(key=record.key.encode(), value=record.value,
                                                        headers=list(record.headers) if record.headers else None)
@@ -215,7 +225,7 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
                              value_serializer="raw", partitions=settings.partitions)
         for spec in topics.ALL_TOPICS
     }
-    emitter = emitter or FaustEmitter(faust_topics)
+    emitter = emitter or FaustEmitter(faust_topics, app)
     tables = {name: _table(app, name, settings, help) for name, help in topics.TABLES.items()}
     pipeline = Pipeline(app, settings, codec, faust_topics, tables, agents={})
 

@@ -88,6 +88,29 @@ class RdProducer(AIOKafkaDriverProducer):
                 await asyncio.sleep(0.005)
         return future
 
+    def produce_now(self, topic: str, key: bytes, value: bytes, headers=None) -> bool:
+        """Hands one record to librdkafka without a future: for records nobody awaits one by one.
+
+        Still covered by the commit: `flush` waits for these too, and a refused one fails it.
+        Returns False when this producer is not sending through librdkafka (yet).
+        """
+        rd = self._rd
+        if rd is None:
+            return False
+        while True:
+            try:
+                if headers:
+                    rd.produce(topic, value=value, key=key, headers=list(headers), on_delivery=self._on_untracked)
+                else:
+                    rd.produce(topic, value=value, key=key, on_delivery=self._on_untracked)
+                return True
+            except BufferError:  # full: serve deliveries here, then try again
+                rd.poll(0.005)
+
+    def _on_untracked(self, err, msg) -> None:
+        if err is not None:
+            self._failures.append(str(err))
+
     async def send_and_wait(self, topic, key, value, partition, timestamp, headers, *,
                             transactional_id: Optional[str] = None) -> RecordMetadata:
         future = await self.send(topic, key, value, partition, timestamp, headers,
