@@ -165,7 +165,21 @@ def _table(app: faust.App, name: str, settings: Settings, help: str) -> faust.Ta
     # key_type=bytes makes Faust use the raw serializer: str keys are written as plain UTF-8 and
     # partition exactly like the command and event topics (str would mean JSON, quoting the keys
     # and routing GETs to the wrong worker).
-    return app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions, help=help)
+    return app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions, help=help,
+                     options=dict(ROCKSDB_OPTIONS))  # a copy: Faust's store pops keys from it
+
+
+#: RocksDB sizing per table partition (12 tables × their partitions are each a database). Faust's
+#: defaults (a 2 GiB block cache and 3 × 64 MiB memtables per database) let a worker's RSS grow to
+#: many GiB as its tables fill; these keep a worker holding a million accounts well under 1 GiB.
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 4 * 2**20,
+    "max_write_buffer_number": 2,
+    "target_file_size_base": 16 * 2**20,
+    "block_cache_size": 8 * 2**20,
+    "block_cache_compressed_size": 0,
+    "max_open_files": 256,
+}
 
 
 def origin(event) -> Origin:
