@@ -147,7 +147,10 @@ class Api:
             self._client.close()
 
     def ready(self) -> bool:
-        return not self.app.rebalancing and not self.app.in_recovery and self.app.tables.actives_ready
+        # A worker shutting down closes its tables while its web server still answers: a read then finds
+        # nothing and would say 404 for an account that exists (seen in the rebalance test).
+        return (not self.app.should_stop and not self.app.rebalancing and not self.app.in_recovery
+                and self.app.tables.actives_ready)
 
     def unavailable(self, why: str) -> ApiError:
         return ApiError(503, "UNAVAILABLE", why, headers={"Retry-After": "1"})
@@ -164,9 +167,17 @@ class Api:
     async def routed(self, request, table: str, key: str, serve):
         """Serves locally when this worker owns `key` in `table`, else forwards the GET to the owner."""
         if request.headers.get(ROUTED_HEADER) or self._owns(table, key):
+            if request.headers.get(ROUTED_HEADER) and not self._owns(table, key):
+                # Forwarded here by a worker whose view of the assignment is older or newer than ours:
+                # our table does not hold this key's partition, so "not found" would be a lie.
+                raise self.unavailable("this key's partition is moving between workers; retry shortly")
             if not self.ready():
                 raise self.unavailable("partitions are being assigned or recovered; retry shortly")
-            response = await serve()
+            try:
+                response = await serve()
+            except ApiError as exc:  # a 404 too says who answered it
+                exc.headers = {**(exc.headers or {}), SERVED_BY_HEADER: str(self.app.conf.canonical_url)}
+                raise
             response.headers[SERVED_BY_HEADER] = str(self.app.conf.canonical_url)
             return response
         owner = self._owner(table, key)

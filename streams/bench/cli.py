@@ -1,4 +1,4 @@
-"""`bank bench deposits|transfers|latency|replay`: see bench/README.md."""
+"""`bank bench deposits|transfers|latency|replay|soak`: see bench/README.md."""
 from __future__ import annotations
 
 import json
@@ -122,3 +122,48 @@ def replay(**kw):
 def memory(**kw):
     kw["no_baselines"] = True
     _run("memory", **kw)
+
+
+@bench.command(help="Soak: a steady mix of deposits and transfers for --minutes at half the maximum rate (or --rate); "
+                    "samples every process's memory (RSS) and the consumer lag, and reports each process's RSS "
+                    "slope in MB/min after a warm-up.")
+@click.option("--minutes", type=click.FloatRange(min=0.05), default=10.0, show_default=True, help="Length of the load.")
+@click.option("--rate", type=click.FloatRange(min=1), default=None,
+              help="Commands per second (default: half the max measured by a short burst first).")
+@click.option("--workers", type=click.IntRange(1, 2), default=1, show_default=True, help="Worker processes.")
+@click.option("--accounts", type=click.IntRange(min=2), default=200, show_default=True,
+              help="Accounts the load is spread over.")
+@click.option("--interval", type=click.FloatRange(min=0.5), default=None,
+              help="Seconds between samples (default: about 30 samples, at most every 10 s).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (with every sample).")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the JSON report to this file.")
+@click.option("--web-port", type=int, default=None, help="First worker's web port (default $BANK_WEB_PORT).")
+@click.option("--force", is_flag=True, help="Delete bank.* topics even on a broker no benchmark has used.")
+@click.option("--keep-broker", is_flag=True, help="Leave running a broker that the benchmark started.")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds to wait for outcomes (accounts, the rate probe, the end of the load).")
+def soak(minutes, rate, workers, accounts, interval, as_json, save, web_port, force, keep_broker, timeout):
+    from .env import BenchEnv, BenchError
+    from .report import machine
+    from .soak import soak as run_soak, text_report
+
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    env = BenchEnv(Settings.from_env(), web_port=web_port, force=force, log=log)
+    try:
+        env.ensure_broker()
+        result = run_soak(env, minutes=minutes, rate=rate, workers=workers, accounts=accounts, interval=interval,
+                          timeout=timeout, log=log)
+    except (BenchError, TimeoutError, RuntimeError) as exc:
+        raise click.ClickException(str(exc))
+    finally:
+        env.stop_workers()
+        if not keep_broker:
+            env.close()
+    result.update({"workload": "soak", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   "command": "bank " + " ".join(sys.argv[1:]), "bootstrap_servers": env.settings.bootstrap_servers,
+                   "partitions": env.settings.partitions, "workers": workers, "machine": machine()})
+    if save:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(json.dumps(result, indent=1, default=str))
+    click.echo(json.dumps(result, default=str) if as_json else text_report(result))

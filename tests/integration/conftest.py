@@ -75,7 +75,8 @@ class Worker:
                 raise RuntimeError(f"port {self.port} is taken: is another worker or test session running?")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "BANK_HOME": str(self.settings.home), "BANK_PARTITIONS": str(self.settings.partitions),
-               "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers}
+               "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
+               "BANK_REPLICATION_FACTOR": str(self.settings.replication_factor)}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker", "--web-port", str(self.port), "--loglevel", "info"],

@@ -114,3 +114,23 @@ def test_memory_of_a_worker_holding_accounts(bench_env):
     assert run["sampled_accounts_served"] == 200 and run["reads"] == 400
     assert run["reads_with_wrong_balance"] == 0
     assert 0 < run["worker_rss_mib_after_recovery"] <= run["worker_peak_rss_mib"]
+
+
+def test_soak_reports_memory_of_every_process_and_the_lag(bench_env):
+    """Shape and counts only: a soak of 18 s at 40 commands/s (so no rate probe) with two workers."""
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "soak", "--minutes", "0.3", "--rate", "40",
+                           "--workers", "2", "--accounts", "10", "--interval", "2", "--json"], env=bench_env, cwd=REPO,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["workload"] == "soak" and report["rate_source"] == "--rate" and report["rate"] == 40
+    assert report["commands"] == report["deposits"] + report["transfers"] == report["outcomes"] > 0
+    assert set(report["processes"]) == set(report["rss"]) == {"worker-1", "worker-2", "broker"}
+    assert len(report["samples"]) >= 3
+    for sample in report["samples"]:
+        assert set(sample) == {"t", "rss_mb", "lag"}
+        assert set(sample["rss_mb"]) == set(report["processes"])
+    for figures in report["rss"].values():
+        assert 0 < figures["first_mb"] <= figures["max_mb"] and 0 < figures["last_mb"] <= figures["max_mb"]
+        assert isinstance(figures["slope_mb_per_min"], float)
+    assert report["lag"]["max"] is not None and report["lag"]["max"] >= 0

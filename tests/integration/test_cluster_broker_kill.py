@@ -1,0 +1,81 @@
+"""A real three-broker cluster (replication 3, min.insync.replicas 2): one broker is killed with -9 during
+a transfer storm and brought back; nothing is lost and every invariant holds."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from faults import CLUSTER_KAFKA_PORT, bank_verify, own_kafka, own_workers, quiesce
+from streams import kafka_local, topics
+from streams.client import BankClient, OutcomeReader
+from streams.domain.transfers import TERMINAL
+from streams.workload import open_accounts, resend_unanswered, transfer_storm
+
+ACCOUNTS = 30
+TRANSFERS = 600
+RATE = 100
+VICTIM = 2  # broker index; every partition has a replica on it (replication 3 of 3)
+
+
+def replication_of_every_topic(settings) -> dict[str, tuple[set[int], str]]:
+    """topic -> (replication factors of its partitions, its min.insync.replicas)."""
+    admin = AdminClient(settings.confluent_config())
+    metadata = admin.list_topics(timeout=30)
+    names = [name for name in metadata.topics if not name.startswith("__")]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    configs = {resource.name: future.result(30)
+               for resource, future in admin.describe_configs(resources, request_timeout=30).items()}
+    return {name: ({len(p.replicas) for p in metadata.topics[name].partitions.values()},
+                   configs[name]["min.insync.replicas"].value) for name in names}
+
+
+@pytest.mark.timeout(400)
+def test_a_broker_killed_mid_storm_in_a_three_broker_cluster_loses_nothing(tmp_path):
+    with own_kafka(tmp_path, brokers=3, base_port=CLUSTER_KAFKA_PORT) as settings, \
+            own_workers(settings) as workers:
+        client, reader = BankClient(settings), OutcomeReader(settings)
+        ledger = open_accounts(client, reader, "cust-cluster", ACCOUNTS, zero_every=8)
+
+        replication = replication_of_every_topic(settings)
+        wanted = {spec.name for spec in topics.ALL_TOPICS} | {topics.changelog_topic(t) for t in topics.TABLES}
+        assert wanted <= set(replication), wanted - set(replication)
+        # Every topic, the workers' own (Faust's leader topic) included, is replicated 3 times with min ISR 2.
+        assert {name: r for name, r in replication.items() if r != ({3}, "2")} == {}
+
+        kills: list[tuple[int, float, float]] = []
+        failures: list[BaseException] = []
+
+        def kill_and_restart():
+            try:
+                time.sleep(3)
+                down = time.monotonic()
+                pid = kafka_local.kill(settings.home, VICTIM)
+                assert pid is not None, "the victim broker was not running"
+                time.sleep(4)
+                kafka_local.start_one(settings.home, VICTIM, timeout=120)
+                kills.append((pid, down, time.monotonic()))
+            except BaseException as exc:
+                failures.append(exc)
+
+        killer = threading.Thread(target=kill_and_restart, name="broker-killer")
+        killer.start()
+        storm = transfer_storm(client, ledger, TRANSFERS, seed=9, rate=RATE)
+        killer.join()
+        assert not failures, failures
+        assert kafka_local.status(settings.home).running, "all three brokers are back"
+        resent = resend_unanswered(client, reader, storm, patience=60)
+        client.close()
+        reader.close()
+
+        report = quiesce(settings, workers)
+        pid, down, up = kills[0]
+        print(f"\ncluster: {TRANSFERS} transfers, broker {VICTIM} (pid {pid}) killed -9 and back after {up - down:.0f}s, "
+              f"client resends {resent}; {report.summary_line()}")
+        assert report.violations == []
+        assert sum(report.transfers.values()) == TRANSFERS and set(report.transfers) <= set(TERMINAL)
+        assert report.total_balance == ledger.total
+        done = bank_verify(settings)
+        assert done.returncode == 0, done.stdout + done.stderr
