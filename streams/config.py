@@ -19,6 +19,8 @@ class Settings:
     processing_guarantee: str = "at_least_once"
     #: Extra librdkafka/aiokafka security settings (TLS/SASL) passed through as given.
     kafka_security: dict = field(default_factory=dict)
+    #: The secret of the emails' keyed hash (streams.privacy); the default is for development only.
+    email_hash_key: bytes = b"streambank-dev-email-hash-key"
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -35,6 +37,7 @@ class Settings:
             api_token=env.get("BANK_API_TOKEN") or None,
             processing_guarantee=env.get("BANK_PROCESSING_GUARANTEE", "at_least_once"),
             kafka_security=security,
+            email_hash_key=env.get("BANK_EMAIL_HASH_KEY", "streambank-dev-email-hash-key").encode("utf-8"),
         )
 
     def with_web_port(self, port: int | None) -> "Settings":

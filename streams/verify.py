@@ -45,7 +45,7 @@ from .domain.accounts import (
     MoneyWithdrawn,
 )
 from .domain.base import Command, Event, Reply
-from .domain.customers import CustomerCreated, ToAccount, ToAccountAdded, ToAccountRemoved
+from .domain.customers import CustomerCreated, CustomerForgotten, ToAccount, ToAccountAdded, ToAccountRemoved
 from .domain.emails import EmailReserved
 from .domain.outcomes import ACCEPTED, REJECTED, CommandOutcome
 from .domain.transfers import (
@@ -340,6 +340,11 @@ class _Customer:
     address: str | None
     to_accounts: list[tuple[str, str, str]]
     version: int
+    email_key: str = ""  # what the registry is keyed by: the keyed hash (the email, before sealing)
+    email_hash: str = ""
+    personal_data: bytes = b""
+    key_id: str = ""
+    forgotten: bool = False
 
 
 @dataclass(frozen=True)
@@ -606,7 +611,8 @@ class _Audit:
                         self.bad(5, f"{what}: the customer was already created")
                         continue
                     customer = _Customer(customer_id, event.first_name, event.last_name, event.email, event.phone,
-                                         event.address, [], event.version)
+                                         event.address, [], event.version, event.email_hash or event.email,
+                                         event.email_hash, event.personal_data, event.key_id)
                     continue
                 if customer is None:
                     self.bad(5, f"{what}: the customer was never created")
@@ -616,6 +622,10 @@ class _Audit:
                     customer.to_accounts.append((event.account_id, event.title, event.owner))
                 elif isinstance(event, ToAccountRemoved):
                     customer.to_accounts = [a for a in customer.to_accounts if a[0] != event.account_id]
+                elif isinstance(event, CustomerForgotten):  # personal data erased; the email stays reserved
+                    customer.first_name = customer.last_name = customer.email = ""
+                    customer.phone = customer.address = None
+                    customer.personal_data, customer.forgotten = b"", True
             if customer is not None:
                 self.customers[customer_id] = customer
 
@@ -629,7 +639,7 @@ class _Audit:
                     self.emails.setdefault(email, event.customer_id)
         holders = defaultdict(list)
         for customer in self.customers.values():
-            holders[customer.email].append(customer.customer_id)
+            holders[customer.email_key].append(customer.customer_id)
         for email, customer_ids in holders.items():
             if len(customer_ids) > 1:
                 self.bad("email", f"email {email} belongs to {len(customer_ids)} customers: {', '.join(customer_ids)}")
@@ -721,6 +731,8 @@ class _Audit:
             expected_customers[c.customer_id] = {
                 "customer_id": c.customer_id, "first_name": c.first_name, "last_name": c.last_name,
                 "email": c.email, "phone": c.phone, "address": c.address, "version": c.version,
+                "email_hash": c.email_hash, "personal_data": c.personal_data, "key_id": c.key_id,
+                "forgotten": c.forgotten,
                 "to_accounts": [ToAccount(account_id=i, title=t, owner=o) for i, t, o in c.to_accounts],
                 "accounts": summaries.get(c.customer_id, {})}
         for customer_id, accounts in summaries.items():
@@ -730,7 +742,8 @@ class _Audit:
 
         expected_emails = {}
         for c in self.customers.values():
-            expected_emails.setdefault(c.email, c.customer_id)
+            if not c.forgotten:  # forgetting removes the customer from the email lookup
+                expected_emails.setdefault(c.email_key, c.customer_id)
         self.compare_views(EMAIL_INDEX, "email", views, expected_emails)
 
     def compare_views(self, table: str, noun: str, views: dict[str, list[Record]], expected: dict) -> None:
