@@ -9,7 +9,7 @@ import pytest
 from harness import scenario
 from streams import topics
 from streams.config import Settings
-from streams.privacy import PersonalData, email_hash, unseal
+from streams.privacy import REDACTED_DATA, PersonalData, email_hash, unseal
 from streams.domain.accounts import (
     OPEN,
     AccountOpened,
@@ -21,7 +21,14 @@ from streams.domain.accounts import (
     Withdraw,
 )
 from streams.domain.base import Reason
-from streams.domain.customers import AddToAccount, CreateCustomer, CustomerCreated, ToAccountAdded
+from streams.domain.customers import (
+    AddToAccount,
+    CreateCustomer,
+    CustomerCreated,
+    CustomerForgotten,
+    ForgetCustomer,
+    ToAccountAdded,
+)
 from streams.domain.emails import EmailReserved, RecordEmailReservation, ReserveEmail
 from streams.domain.outcomes import ACCEPTED, REJECTED
 
@@ -534,3 +541,38 @@ async def test_a_reply_for_an_email_on_the_email_command_topic_is_dead_lettered(
     assert [r.topic for r in parked] == [topics.DEADLETTER.name]
     assert b"RecordEmailReservation does not belong on" in dict(parked[0].headers)["deadletter.error"]
     assert bank.raw("email_to_reservation", "ada@example.com") is None
+
+
+# Forgetting a customer (crypto-shredding) ---------------------------------------------------------
+
+@scenario
+async def test_forgetting_a_customer_deletes_its_key_and_emits_customer_forgotten_and_an_accepted_outcome(bank):
+    async with bank.agent(CUSTOMERS) as agent:
+        _, _, created_records = await through_the_registry(bank, agent, create_customer())
+        created = bank.decode(on(topics.CUSTOMER_EVENTS, created_records)[0])
+        assert personal_data(bank, created).first_name == "Ada"
+        sent = await agent.put("C", ForgetCustomer(command_id="forget-1", customer_id="C"))
+        again = await agent.put("C", ForgetCustomer(command_id="forget-1", customer_id="C"))
+
+    assert [(r.topic, r.key) for r in sent] == [(topics.CUSTOMER_EVENTS.name, "C"),
+                                                (topics.COMMAND_OUTCOMES.name, "forget-1")]
+    event, outcome = (bank.decode(r) for r in sent)
+    assert (type(event), event.version, outcome.status, outcome.version) == (CustomerForgotten, 2, ACCEPTED, 2)
+    assert bank.raw("customer_to_key", "C") is None
+    assert personal_data(bank, created) == REDACTED_DATA  # every copy of the blob is now noise
+    assert bank.view("customer_to_state", "C").forgotten
+    assert [r.value for r in again] == [r.value for r in sent]  # a redelivery re-emits, changes nothing
+
+
+@scenario
+async def test_a_customer_refused_its_email_keeps_no_key(bank):
+    async with bank.agent(CUSTOMERS) as customers, bank.agent(EMAILS) as registry:
+        await through_the_registry(bank, customers, create_customer("create-1", "C1", email="ada@example.com"))
+        asked = await customers.put("C2", create_customer("create-2", "C2", email="ada@example.com"))
+        assert bank.raw("customer_to_key", "C2") is not None
+        answered = await registry.put(asked[0].key, asked[0].value)
+        (reply,) = on(topics.CUSTOMER_REPLIES, answered)
+        await customers.put(reply.key, reply.value, topic=topics.CUSTOMER_REPLIES.name)
+
+    assert bank.raw("customer_to_key", "C2") is None
+    assert bank.raw("customer_to_key", "C1") is not None
