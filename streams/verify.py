@@ -17,6 +17,7 @@ Two halves:
   [5] per aggregate, versions are 1..n without gaps or duplicates in effect
   [6] every view equals the fold
   [email] each email belongs to one customer, the one the email registry reserved it for
+  [privacy] a forgotten customer's key is gone from bank.customer-keys; any other sealed customer's is there
 
 The log is assumed quiet while it is read (no commands in flight); anything still being processed
 shows up as a missing outcome, a transfer in flight or a view behind the fold.
@@ -108,6 +109,8 @@ class Log:
     outcomes: list[Record] = field(default_factory=list)
     views: dict[str, list[Record]] | None = None
     missing_topics: list[str] = field(default_factory=list)
+    #: customer id → whether bank.customer-keys holds a live key for it (None: the keys were not read).
+    keys: dict[str, bool] | None = None
 
 
 @dataclass
@@ -178,6 +181,7 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
     for spec in topics.COMMAND_TOPICS:
         wanted[spec.name] = "commands"
     wanted[topics.COMMAND_OUTCOMES.name] = "outcomes"
+    wanted[topics.CUSTOMER_KEYS.name] = "keys"
     if views:
         for table in VIEW_TABLES:
             wanted[changelog_topic(table)] = "views"
@@ -243,6 +247,13 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
     log = Log(views={} if views else None, missing_topics=sorted(missing))
     for name, role in wanted.items():
         if name in missing:
+            continue
+        if role == "keys":  # raw key bytes, not Avro; never decoded or kept here, only whether one is live
+            log.keys = {}
+            for (topic, partition) in sorted(k for k in received if k[0] == name):
+                for _, key, value in received[(topic, partition)]:
+                    if key is not None:
+                        log.keys[key.decode("utf-8", "replace")] = value is not None
             continue
         records = []
         for (topic, partition) in sorted(k for k in received if k[0] == name):
@@ -387,6 +398,7 @@ class _Audit:
         self.check_money()
         self.fold_customers()
         self.fold_emails()
+        self.check_keys()
         self.check_commands()
         if self.check_views:
             self.check_all_views()
@@ -650,6 +662,19 @@ class _Audit:
                 if reserved != customer_id:
                     self.bad("email", f"customer {customer_id} has email {email}, reserved "
                                 f"{'for ' + reserved if reserved else 'for nobody'} in the email registry")
+
+    # [privacy] crypto-shredding ------------------------------------------------------------------
+    def check_keys(self) -> None:
+        if self.log.keys is None:
+            return
+        for customer in self.customers.values():
+            live = self.log.keys.get(customer.customer_id, False)
+            if customer.forgotten and live:
+                self.bad("privacy", f"customer {customer.customer_id} was forgotten but its key is still in "
+                                    f"{topics.CUSTOMER_KEYS.name}")
+            elif not customer.forgotten and customer.personal_data and not live:
+                self.bad("privacy", f"customer {customer.customer_id} has sealed personal data but no key in "
+                                    f"{topics.CUSTOMER_KEYS.name}: it can no longer be read")
 
     # [4] commands and outcomes -------------------------------------------------------------
     def check_commands(self) -> None:
