@@ -241,3 +241,26 @@ def test_a_customer_created_v1_record_reads_with_empty_sealed_fields_as_bytes():
     event = Codec().decode(base64.b64decode(line["value"]))
     assert (event.email, event.personal_data, event.email_hash) == ("grace@example.com", b"", "")
     assert views.email_key(event) == "grace@example.com"  # indexed by the email, as before sealing
+
+
+def test_sealed_fields_a_producer_sends_are_dropped_and_the_plaintext_is_sealed_instead():
+    keys = {}
+    command = create(personal_data=b"\x01forged", email_hash="forged", key_id="someone-else")
+    sealed = KeyStore(keys, SECRET).prepare(None, command)
+    assert (sealed.email_hash, sealed.key_id) == (email_hash(SECRET, "ada@example.com"), "C")
+    assert unseal(keys["C"], "C", sealed.personal_data) == ADA
+
+
+def test_a_producer_cannot_skip_the_plaintext_by_sending_only_a_sealed_blob():
+    keys = {}
+    command = create(first_name="", last_name="", email="", personal_data=b"\x01forged", email_hash="h", key_id="C")
+    customer.given_nothing().when(KeyStore(keys, SECRET).prepare(None, command)).then_rejected(
+        Reason.INVALID_FIELD, "first_name")
+    assert keys == {}
+
+
+def test_bank_send_takes_forget_customer_with_a_customer_id():
+    from streams.sending import parse_lines
+
+    (command,) = parse_lines([(1, '{"type": "ForgetCustomer", "customer_id": "c1"}')])
+    assert isinstance(command, ForgetCustomer) and command.customer_id == "c1" and command.command_id
