@@ -94,4 +94,5 @@ def react(state: EmailReservation | None, command: ReserveEmail, result) -> tupl
         command_id=f"{command.command_id}.reply", customer_id=command.customer_id, email=command.email,
         accepted=not rejected, reason=result.reason if rejected else None, first_name=command.first_name,
         last_name=command.last_name, phone=command.phone, address=command.address,
-        personal_data=command.personal_data, key_id=command.key_id, settles_command_id=command.create_command_id, settles_command_type="CreateCustomer"),)
+        personal_data=command.personal_data, key_id=command.key_id,
+        settles_command_id=command.create_command_id, settles_command_type="CreateCustomer"),)
