@@ -197,7 +197,8 @@ def read_keys(settings, timeout: float = 30.0) -> dict[str, bytes]:
     return keys
 
 
-def purge_processed_commands(settings, group: str, topic: str, partitions, timeout: float = 15.0) -> dict[int, int]:
+def purge_processed_commands(settings, group: str, topic: str, partitions, timeout: float = 15.0,
+                             admin=None) -> dict[int, int]:
     """Deletes the records of `topic` that `group` has already processed (before its committed offset).
 
     Commands are transient: their effects are in the events, and the dedup records in the tables. A
@@ -207,7 +208,7 @@ def purge_processed_commands(settings, group: str, topic: str, partitions, timeo
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(settings.confluent_config())
+    admin = admin or AdminClient(settings.confluent_config())
     wanted = [TopicPartition(topic, p) for p in partitions]
     listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, wanted)],
                                                request_timeout=timeout)
@@ -216,5 +217,6 @@ def purge_processed_commands(settings, group: str, topic: str, partitions, timeo
         return {}
     done = {}
     for tp, future in admin.delete_records(committed, request_timeout=timeout, operation_timeout=timeout).items():
-        done[tp.partition] = future.result(timeout).offset
+        done[tp.partition] = future.result(timeout).low_watermark
+    log.info("purged the processed records of %s[%d] before offset %d", topic, tp.partition, done[tp.partition])
     return done

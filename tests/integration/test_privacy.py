@@ -45,6 +45,10 @@ def raw_records(settings) -> list[tuple[str, bytes]]:
             for tp in consumer.position([TopicPartition(t, p) for t, p in ends]):  # past trailing markers
                 if tp.offset >= ends.get((tp.topic, tp.partition), float("inf")):
                     del ends[(tp.topic, tp.partition)]
+            for where in list(ends):  # a purge (DeleteRecords) may have removed what was left to read
+                low, _ = consumer.get_watermark_offsets(TopicPartition(*where), timeout=30, cached=False)
+                if low >= ends[where]:
+                    del ends[where]
         return found
     finally:
         consumer.close()

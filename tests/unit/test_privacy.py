@@ -264,3 +264,52 @@ def test_bank_send_takes_forget_customer_with_a_customer_id():
 
     (command,) = parse_lines([(1, '{"type": "ForgetCustomer", "customer_id": "c1"}')])
     assert isinstance(command, ForgetCustomer) and command.customer_id == "c1" and command.command_id
+
+
+# Purging processed customer commands ---------------------------------------------------------------
+
+class FakeAdmin:
+    """Answers as confluent-kafka's AdminClient does: futures of ConsumerGroupTopicPartitions / DeletedRecords."""
+
+    def __init__(self, committed: dict[int, int]):
+        self.committed = committed
+        self.deleted = []
+
+    @staticmethod
+    def _done(value):
+        from concurrent.futures import Future
+
+        future = Future()
+        future.set_result(value)
+        return future
+
+    def list_consumer_group_offsets(self, requests, request_timeout):
+        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+        (request,) = requests
+        answered = [TopicPartition(tp.topic, tp.partition, self.committed.get(tp.partition, -1001))
+                    for tp in request.topic_partitions]
+        return {request.group_id: self._done(ConsumerGroupTopicPartitions(request.group_id, answered))}
+
+    def delete_records(self, partitions, request_timeout, operation_timeout):
+        from confluent_kafka.admin import DeletedRecords
+
+        self.deleted.extend((tp.topic, tp.partition, tp.offset) for tp in partitions)
+        return {tp: self._done(DeletedRecords(tp.offset)) for tp in partitions}
+
+
+def test_purging_deletes_each_partition_up_to_the_groups_committed_offset_and_says_where_it_starts_now():
+    from streams.privacy import purge_processed_commands
+
+    admin = FakeAdmin({0: 17, 2: 5})
+    starts = purge_processed_commands(None, "streambank", "bank.customers.commands", [0, 1, 2], admin=admin)
+    assert starts == {0: 17, 2: 5}
+    assert admin.deleted == [("bank.customers.commands", 0, 17), ("bank.customers.commands", 2, 5)]
+
+
+def test_purging_a_partition_nothing_was_committed_on_deletes_nothing():
+    from streams.privacy import purge_processed_commands
+
+    admin = FakeAdmin({})
+    assert purge_processed_commands(None, "streambank", "bank.customers.commands", [1], admin=admin) == {}
+    assert admin.deleted == []
