@@ -395,15 +395,12 @@ class Api:
         email = request.query.get("email")
         if not email:
             raise InputError("give ?email= to look a customer up", "email", code="MISSING_FIELD")
-        # Indexed by the keyed hash; customers created before sealing by the normalised email itself.
-        plain = customers.normalize_email(email)
-        email = email_hash(self.pipeline.settings.email_hash_key, plain)
+        email = email_hash(self.pipeline.settings.email_hash_key, email)  # the lookup is keyed by the hash
 
         async def serve():
             wait = query_float(request, "wait")
             deadline = time.monotonic() + wait
-            index = self.tables["email_to_customer"]
-            while (customer_id := index.get(email)) is None and (customer_id := index.get(plain)) is None:
+            while (customer_id := self.tables["email_to_customer"].get(email)) is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ApiError(404, "CUSTOMER_NOT_FOUND", "no customer has this email")
