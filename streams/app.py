@@ -13,6 +13,7 @@ from . import topics
 from .avro import Codec
 from .config import Settings
 from .liveness import watch as watch_for_stalls
+from .privacy import KeyStore, purge_processed_commands
 from .domain import accounts, customers, emails, transfers
 from .metrics import Metrics, instrument
 from faust.types import TP
@@ -226,6 +227,25 @@ def redrive_pending_steps(pipeline: Pipeline, processors: dict, emitter: Emitter
             log.exception("redriving overdue steps failed; will try again")
 
 
+def purge_forgotten_commands(pipeline: Pipeline, forgets: dict[tuple[str, int], int], interval: float = 5.0) -> None:
+    """Once a ForgetCustomer is committed, deletes the processed records before it from its commands
+    partition: the customer's plaintext `CreateCustomer` (any producer may write one) goes with them."""
+    app = pipeline.app
+
+    @app.timer(interval)
+    async def purge_processed_customer_commands():
+        """Delete processed customer commands once a customer was forgotten."""
+        for (topic, partition), offset in list(forgets.items()):
+            try:
+                starts = await asyncio.wait_for(asyncio.to_thread(
+                    purge_processed_commands, pipeline.settings, topics.APP_ID, topic, [partition]), 30)
+            except Exception:  # retried on the next tick; never takes the worker down
+                log.exception("purging %s[%d] after a ForgetCustomer failed; will try again", topic, partition)
+                continue
+            if starts.get(partition, -1) > offset and forgets.get((topic, partition)) == offset:
+                del forgets[(topic, partition)]
+
+
 def key_text(event) -> str:
     return (event.key or b"").decode("utf-8", "replace")
 
@@ -241,6 +261,22 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
     }
     emitter = emitter or FaustEmitter(faust_topics, app)
     tables = {name: _table(app, name, settings, help) for name, help in topics.TABLES.items()}
+    for name, spec in topics.OWN_CHANGELOG_TABLES.items():
+        # Faust's changelog settings (see Table._new_changelog_topic), under the name we declared.
+        changelog = app.topic(spec.name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                              value_serializer="raw", partitions=settings.partitions, compacting=True,
+                              deleting=False, acks=False, internal=True, maxsize=131_072, allow_empty=True)
+        tables[name] = app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                                 changelog_topic=changelog, help="customer id → AES key (streams.privacy)")
+    keystore = KeyStore(tables["customer_to_key"], settings.email_hash_key)
+    forgets_to_purge: dict[tuple[str, int], int] = {}  # commands partition → offset of its last ForgetCustomer
+
+    def shred_and_purge(events) -> None:
+        keystore.shred(events)
+        event = faust.current_event()
+        if event is not None and any(isinstance(e, customers.CustomerForgotten) for e in events):
+            where = (event.message.topic, event.message.partition)
+            forgets_to_purge[where] = max(forgets_to_purge.get(where, -1), event.message.offset)
     pipeline = Pipeline(app, settings, codec, faust_topics, tables, agents={})
 
     def ledger(name: str) -> tuple[KeyPrefixed, KeyPrefixed]:
@@ -250,7 +286,8 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
 
     customer_commands = CommandProcessor(codec, customers, (topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES),
                                          topics.CUSTOMER_EVENTS, *ledger("customer_to_state"),
-                                         pending=tables["customer_to_pending_steps"])
+                                         pending=tables["customer_to_pending_steps"],
+                                         prepare=keystore.prepare, applied=shred_and_purge)
     account_commands = CommandProcessor(codec, accounts, (topics.ACCOUNT_COMMANDS,), topics.ACCOUNT_EVENTS,
                                         *ledger("account_to_state"))
     transfer_commands = CommandProcessor(codec, transfers, (topics.TRANSFER_COMMANDS, topics.TRANSFER_REPLIES),
@@ -336,6 +373,7 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         record_outcomes=record_outcomes)
     pipeline.metrics = instrument(pipeline, (customer_commands, account_commands, transfer_commands, email_commands))
     watch_for_stalls(pipeline)
+    purge_forgotten_commands(pipeline, forgets_to_purge)
     redrive_pending_steps(pipeline, {"transfer_to_pending_steps": transfer_commands,
                                      "customer_to_pending_steps": customer_commands}, emitter)
     if web:

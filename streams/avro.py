@@ -85,6 +85,8 @@ def _avro_default(field: dataclasses.Field):
         return unscaled.to_bytes(max(1, (unscaled.bit_length() + 8) // 8), "big", signed=True).decode("latin-1")
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, bytes):  # Avro writes a bytes default as a string of code points 0-255
+        return value.decode("latin-1")
     return value
 
 
@@ -159,6 +161,8 @@ def _to_python_factory(record_type: type):
                 converters[field.name] = tuple
         elif hint is Decimal:
             converters[field.name] = _decimal_default
+        elif hint is bytes:  # a bytes field's default comes over as a str, like a decimal's
+            converters[field.name] = lambda v: v.encode("latin-1") if isinstance(v, str) else v
     if not converters:
         return lambda d: record_type(**d)
 

@@ -133,6 +133,10 @@ class BankClient:
             command_id=command_id or new_id(), customer_id=customer_id, account_id=account_id,
             expected_version=expected_version))
 
+    def forget_customer(self, customer_id: str, *, command_id: str | None = None) -> CommandIds:
+        """Erase the customer's personal data for good (its key is deleted); accounts stay."""
+        return self.send(customers.ForgetCustomer(command_id=command_id or new_id(), customer_id=customer_id))
+
     def open_account(self, customer_id: str, title: str, initial_balance: Decimal | str = "0.00",
                      description: str = "", *, account_id: str | None = None,
                      command_id: str | None = None) -> CommandIds:

@@ -23,6 +23,8 @@ class Settings:
     producer: str = "librdkafka"
     #: How long producers wait to fill a batch; a few ms saves the broker most of its per-request work.
     linger_ms: int = 5
+    #: The secret of the emails' keyed hash (streams.privacy); the default is for development only.
+    email_hash_key: bytes = b"streambank-dev-email-hash-key"
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -41,6 +43,7 @@ class Settings:
             kafka_security=security,
             producer=env.get("BANK_PRODUCER", "librdkafka"),
             linger_ms=int(env.get("BANK_PRODUCER_LINGER_MS", "5")),
+            email_hash_key=env.get("BANK_EMAIL_HASH_KEY", "streambank-dev-email-hash-key").encode("utf-8"),
         )
 
     def with_web_port(self, port: int | None) -> "Settings":

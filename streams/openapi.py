@@ -241,7 +241,10 @@ SCHEMAS: dict[str, dict] = {
     },
     "CustomerView": {
         "type": "object",
-        "required": ["customer_id", "name", "email", "phone", "address", "version", "to_accounts", "accounts"],
+        "required": ["customer_id", "name", "email", "phone", "address", "version", "to_accounts", "accounts",
+                     "forgotten"],
+        "description": "Once the customer is forgotten (POST /api/customers/{customer_id}/forget), first_name, "
+                       "last_name and email read \"[forgotten]\" and phone and address null; accounts stay.",
         "additionalProperties": False,
         "properties": {
             "customer_id": {"type": "string"},
@@ -256,6 +259,8 @@ SCHEMAS: dict[str, dict] = {
             "to_accounts": {"type": "array", "items": ref("ToAccount")},
             "accounts": {"type": "array", "items": ref("AccountSummary"),
                          "description": "the customer's accounts with their balances"},
+            "forgotten": {"type": "boolean",
+                          "description": "true once the customer's personal data was erased (its key deleted)"},
         },
     },
     "TransferView": {
@@ -444,6 +449,15 @@ PATHS: dict[str, dict] = {
     "/api/customers/{customer_id}/toaccounts": {
         "post": command_operation("addToAccount", "Add an account this customer may transfer to",
                                   "CustomerCommandAnswer", body="AddToAccount", parameters=(CUSTOMER_ID,)),
+    },
+    "/api/customers/{customer_id}/forget": {
+        "post": command_operation(
+            "forgetCustomer", "Forget a customer: erase its personal data for good", "CustomerCommandAnswer",
+            parameters=(CUSTOMER_ID,),
+            description="Deletes the customer's encryption key (crypto-shredding): its name, email, phone and "
+                        "address become unreadable in every view, replay and topic; accounts, balances and "
+                        "transfers stay. REJECTED CUSTOMER_NOT_FOUND for an unknown customer; forgetting "
+                        "twice is ACCEPTED and changes nothing."),
     },
     "/api/customers/{customer_id}/toaccounts/{account_id}": {
         "delete": command_operation("removeToAccount", "Remove a to-account", "CustomerCommandAnswer",

@@ -14,6 +14,7 @@ from . import topics
 from .avro import Codec, DecodeError
 from .domain import views
 from .domain.base import DEFERRED, Reason, Rejection, Reply
+from .domain.customers import CustomerForgotten
 from .domain.outcomes import CommandOutcome, PendingSteps, ProcessedCommand, outcome_of
 
 
@@ -26,7 +27,7 @@ class Outgoing:
 
     topic: str
     key: str
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics only)
     headers: tuple[tuple[str, bytes], ...] | None = None
 
 
@@ -116,8 +117,14 @@ class CommandProcessor:
 
     def __init__(self, codec: Codec, aggregate, sources: tuple[topics.TopicSpec, ...], event_topic: topics.TopicSpec,
                  states: MutableMapping[str, bytes], processed: MutableMapping[str, bytes],
-                 clock: Callable[[], int] = now_ms, pending: MutableMapping[str, bytes] | None = None):
+                 clock: Callable[[], int] = now_ms, pending: MutableMapping[str, bytes] | None = None,
+                 prepare: Callable | None = None, applied: Callable | None = None):
         self.codec = codec
+        # Adapter hooks around the pure domain (streams.privacy for customers): `prepare(state, command)`
+        # may rewrite a new command before `decide` (sealing personal data); `applied(events)` runs after
+        # its events are stored, and again when a redelivery re-emits them (deleting a forgotten key).
+        self.prepare = prepare or (lambda state, command: command)
+        self.applied = applied
         self.pending = pending  # aggregate id → PendingSteps, for processes that wait on answers
         self.decide = aggregate.decide
         self.evolve = aggregate.evolve
@@ -150,6 +157,7 @@ class CommandProcessor:
 
         state_bytes = self.states.get(aggregate_id)
         state = self.codec.decode(state_bytes) if state_bytes is not None else None
+        command = self.prepare(state, command)
         at = self.clock()
         result = self.decide(state, command, at)
         encoded_events = ()
@@ -176,6 +184,8 @@ class CommandProcessor:
             self.processed[command.settles_command_id] = encoded
         if new_state is not None:  # after the dedup records: see KeyPrefixed
             self.states[aggregate_id] = new_state
+            if self.applied is not None:
+                self.applied(result)
         if self.pending is not None:
             if follow_ups:
                 self.pending[aggregate_id] = self.codec.encode(PendingSteps(commands=processed.commands, issued_at=at))
@@ -215,6 +225,8 @@ class CommandProcessor:
         state_bytes = self.states.get(processed.aggregate_id)
         if state_bytes is not None:
             self.states[processed.aggregate_id] = state_bytes
+        if self.applied is not None and processed.events:
+            self.applied(tuple(self.codec.decode(e) for e in processed.events))
         outcome_id = self.codec.decode(processed.outcome).command_id if processed.outcome else None
         return self._records(processed, [self.codec.decode(c) for c in processed.commands], outcome_id)
 
@@ -292,16 +304,28 @@ class CustomerProjector:
         if not views.is_next(current.version if current else 0, record):
             if current is not None and record.version == current.version:
                 restate(self.customer_views, record.aggregate_id)
+                if isinstance(record, CustomerForgotten):
+                    # A customer created before sealing had its email (the lookup key) wiped: nothing to repeat.
+                    return [self._unindex(current)] if views.email_key(current) else []
                 if record.version == 1:
-                    registered = views.EmailRegistered(email=current.email, customer_id=current.customer_id)
-                    return [Outgoing(topics.CUSTOMER_EMAILS.name, current.email, self.codec.encode(registered))]
+                    return [self._index(current)]
             return []
         view = views.project_customer(current, record)
         self.customer_views[view.customer_id] = self.codec.encode(view)
+        if isinstance(record, CustomerForgotten):  # a forgotten customer cannot be looked up by email
+            return [self._unindex(current)]
         if current is None or current.version == 0:  # just created: index the email
-            registered = views.EmailRegistered(email=view.email, customer_id=view.customer_id)
-            return [Outgoing(topics.CUSTOMER_EMAILS.name, view.email, self.codec.encode(registered))]
+            return [self._index(view)]
         return []
+
+    def _index(self, view: views.CustomerView) -> Outgoing:
+        key = views.email_key(view)
+        registered = views.EmailRegistered(email=key, customer_id=view.customer_id)
+        return Outgoing(topics.CUSTOMER_EMAILS.name, key, self.codec.encode(registered))
+
+    def _unindex(self, view_before: views.CustomerView) -> Outgoing:
+        """A tombstone for the forgotten customer's entry on the compacted `bank.customer-emails`."""
+        return Outgoing(topics.CUSTOMER_EMAILS.name, views.email_key(view_before), None)
 
     def _view(self, customer_id: str) -> views.CustomerView | None:
         data = self.customer_views.get(customer_id)
@@ -336,6 +360,11 @@ class EmailIndexer:
         self.customer_ids_by_email = customer_ids_by_email
 
     def index(self, key: bytes | None, value: bytes | None, origin: Origin) -> list[Outgoing]:
+        if value is None and key:  # a tombstone: the customer was forgotten
+            email = key.decode("utf-8", "replace")
+            if email in self.customer_ids_by_email:
+                del self.customer_ids_by_email[email]
+            return []
         record, rejected = decode_expected(self.codec, key, value, origin, views.EmailRegistered)
         if rejected:
             return [rejected]

@@ -69,14 +69,20 @@ CUSTOMER_ACCOUNTS = TopicSpec(
     "bank.customer-accounts", "customer_id", (views.AccountSummary,),
     writer="project_accounts", readers=("project_customers",))
 CUSTOMER_EMAILS = TopicSpec(
-    "bank.customer-emails", "email", (views.EmailRegistered,),
+    "bank.customer-emails", "email's keyed hash", (views.EmailRegistered,),
     writer="project_customers", readers=("index_emails",), compacted=True)
+#: The changelog of the `customer_to_key` table (streams.privacy): raw 32-byte AES keys, a tombstone
+#: once the customer is forgotten. Not Avro: a key is not a record.
+CUSTOMER_KEYS = TopicSpec(
+    "bank.customer-keys", "customer_id", (),
+    writer="process_customer_commands (the customer_to_key table)",
+    readers=("bank verify",), compacted=True)  # and the table itself: its recovery, GET /api/customers
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     CUSTOMER_COMMANDS, ACCOUNT_COMMANDS, TRANSFER_COMMANDS, EMAIL_COMMANDS,
     CUSTOMER_REPLIES, TRANSFER_REPLIES,
     CUSTOMER_EVENTS, ACCOUNT_EVENTS, TRANSFER_EVENTS, EMAIL_EVENTS,
-    COMMAND_OUTCOMES, DEADLETTER, CUSTOMER_ACCOUNTS, CUSTOMER_EMAILS,
+    COMMAND_OUTCOMES, DEADLETTER, CUSTOMER_ACCOUNTS, CUSTOMER_EMAILS, CUSTOMER_KEYS,
 )
 EVENT_TOPICS = (CUSTOMER_EVENTS, ACCOUNT_EVENTS, TRANSFER_EVENTS, EMAIL_EVENTS)
 COMMAND_TOPICS = (CUSTOMER_COMMANDS, ACCOUNT_COMMANDS, TRANSFER_COMMANDS, EMAIL_COMMANDS)
@@ -99,6 +105,11 @@ TABLES: dict[str, str] = {
     "customer_to_view": "customer id → CustomerView: profile, to-accounts, accounts with balances",
     "email_to_customer": "email → customer id: the email lookup",
     "command_to_outcome": "command id → CommandOutcome: answers GET /api/commands/{id}",
+}
+
+#: Tables whose changelog is a topic of our own (declared above), not `streambank-<table>-changelog`.
+OWN_CHANGELOG_TABLES: dict[str, TopicSpec] = {
+    "customer_to_key": CUSTOMER_KEYS,  # customer id → its AES key (streams.privacy)
 }
 
 

@@ -17,6 +17,7 @@ Two halves:
   [5] per aggregate, versions are 1..n without gaps or duplicates in effect
   [6] every view equals the fold
   [email] each email belongs to one customer, the one the email registry reserved it for
+  [privacy] a forgotten customer's key is gone from bank.customer-keys; any other sealed customer's is there
 
 The log is assumed quiet while it is read (no commands in flight); anything still being processed
 shows up as a missing outcome, a transfer in flight or a view behind the fold.
@@ -45,7 +46,7 @@ from .domain.accounts import (
     MoneyWithdrawn,
 )
 from .domain.base import Command, Event, Reply
-from .domain.customers import CustomerCreated, ToAccount, ToAccountAdded, ToAccountRemoved
+from .domain.customers import CustomerCreated, CustomerForgotten, ToAccount, ToAccountAdded, ToAccountRemoved
 from .domain.emails import EmailReserved
 from .domain.outcomes import ACCEPTED, REJECTED, CommandOutcome
 from .domain.transfers import (
@@ -108,6 +109,8 @@ class Log:
     outcomes: list[Record] = field(default_factory=list)
     views: dict[str, list[Record]] | None = None
     missing_topics: list[str] = field(default_factory=list)
+    #: customer id → whether bank.customer-keys holds a live key for it (None: the keys were not read).
+    keys: dict[str, bool] | None = None
 
 
 @dataclass
@@ -178,6 +181,7 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
     for spec in topics.COMMAND_TOPICS:
         wanted[spec.name] = "commands"
     wanted[topics.COMMAND_OUTCOMES.name] = "outcomes"
+    wanted[topics.CUSTOMER_KEYS.name] = "keys"
     if views:
         for table in VIEW_TABLES:
             wanted[changelog_topic(table)] = "views"
@@ -243,6 +247,13 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
     log = Log(views={} if views else None, missing_topics=sorted(missing))
     for name, role in wanted.items():
         if name in missing:
+            continue
+        if role == "keys":  # raw key bytes, not Avro; never decoded or kept here, only whether one is live
+            log.keys = {}
+            for (topic, partition) in sorted(k for k in received if k[0] == name):
+                for _, key, value in received[(topic, partition)]:
+                    if key is not None:
+                        log.keys[key.decode("utf-8", "replace")] = value is not None
             continue
         records = []
         for (topic, partition) in sorted(k for k in received if k[0] == name):
@@ -340,6 +351,11 @@ class _Customer:
     address: str | None
     to_accounts: list[tuple[str, str, str]]
     version: int
+    email_key: str = ""  # what the registry is keyed by: the keyed hash (the email, before sealing)
+    email_hash: str = ""
+    personal_data: bytes = b""
+    key_id: str = ""
+    forgotten: bool = False
 
 
 @dataclass(frozen=True)
@@ -382,6 +398,7 @@ class _Audit:
         self.check_money()
         self.fold_customers()
         self.fold_emails()
+        self.check_keys()
         self.check_commands()
         if self.check_views:
             self.check_all_views()
@@ -606,7 +623,8 @@ class _Audit:
                         self.bad(5, f"{what}: the customer was already created")
                         continue
                     customer = _Customer(customer_id, event.first_name, event.last_name, event.email, event.phone,
-                                         event.address, [], event.version)
+                                         event.address, [], event.version, event.email_hash or event.email,
+                                         event.email_hash, event.personal_data, event.key_id)
                     continue
                 if customer is None:
                     self.bad(5, f"{what}: the customer was never created")
@@ -616,6 +634,10 @@ class _Audit:
                     customer.to_accounts.append((event.account_id, event.title, event.owner))
                 elif isinstance(event, ToAccountRemoved):
                     customer.to_accounts = [a for a in customer.to_accounts if a[0] != event.account_id]
+                elif isinstance(event, CustomerForgotten):  # personal data erased; the email stays reserved
+                    customer.first_name = customer.last_name = customer.email = ""
+                    customer.phone = customer.address = None
+                    customer.personal_data, customer.forgotten = b"", True
             if customer is not None:
                 self.customers[customer_id] = customer
 
@@ -629,7 +651,7 @@ class _Audit:
                     self.emails.setdefault(email, event.customer_id)
         holders = defaultdict(list)
         for customer in self.customers.values():
-            holders[customer.email].append(customer.customer_id)
+            holders[customer.email_key].append(customer.customer_id)
         for email, customer_ids in holders.items():
             if len(customer_ids) > 1:
                 self.bad("email", f"email {email} belongs to {len(customer_ids)} customers: {', '.join(customer_ids)}")
@@ -640,6 +662,19 @@ class _Audit:
                 if reserved != customer_id:
                     self.bad("email", f"customer {customer_id} has email {email}, reserved "
                                 f"{'for ' + reserved if reserved else 'for nobody'} in the email registry")
+
+    # [privacy] crypto-shredding ------------------------------------------------------------------
+    def check_keys(self) -> None:
+        if self.log.keys is None:
+            return
+        for customer in self.customers.values():
+            live = self.log.keys.get(customer.customer_id, False)
+            if customer.forgotten and live:
+                self.bad("privacy", f"customer {customer.customer_id} was forgotten but its key is still in "
+                                    f"{topics.CUSTOMER_KEYS.name}")
+            elif not customer.forgotten and customer.personal_data and not live:
+                self.bad("privacy", f"customer {customer.customer_id} has sealed personal data but no key in "
+                                    f"{topics.CUSTOMER_KEYS.name}: it can no longer be read")
 
     # [4] commands and outcomes -------------------------------------------------------------
     def check_commands(self) -> None:
@@ -721,6 +756,8 @@ class _Audit:
             expected_customers[c.customer_id] = {
                 "customer_id": c.customer_id, "first_name": c.first_name, "last_name": c.last_name,
                 "email": c.email, "phone": c.phone, "address": c.address, "version": c.version,
+                "email_hash": c.email_hash, "personal_data": c.personal_data, "key_id": c.key_id,
+                "forgotten": c.forgotten,
                 "to_accounts": [ToAccount(account_id=i, title=t, owner=o) for i, t, o in c.to_accounts],
                 "accounts": summaries.get(c.customer_id, {})}
         for customer_id, accounts in summaries.items():
@@ -730,7 +767,8 @@ class _Audit:
 
         expected_emails = {}
         for c in self.customers.values():
-            expected_emails.setdefault(c.email, c.customer_id)
+            if not c.forgotten:  # forgetting removes the customer from the email lookup
+                expected_emails.setdefault(c.email_key, c.customer_id)
         self.compare_views(EMAIL_INDEX, "email", views, expected_emails)
 
     def compare_views(self, table: str, noun: str, views: dict[str, list[Record]], expected: dict) -> None:

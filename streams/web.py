@@ -23,6 +23,7 @@ from .domain.outcomes import PENDING
 from .jsonio import InputError, as_money, dumps, new_id, parse_json, to_plain
 from .metrics import register_metrics
 from .openapi import register_docs
+from .privacy import email_hash, personal_data_of
 from .processing import history_key
 from .topics import partition_for
 
@@ -388,14 +389,24 @@ class Api:
             view, reached = await self.read_view("customer_to_view", customer_id, request)
             if view is None:
                 raise ApiError(404, "CUSTOMER_NOT_FOUND", f"customer {customer_id} does not exist")
-            return json_response(customer_json(view), headers=None if reached else {"X-Bank-Stale": "true"})
+            return json_response(self.customer_json(view), headers=None if reached else {"X-Bank-Stale": "true"})
         return await self.routed(request, "customer_to_view", customer_id, serve)
+
+    def customer_json(self, view) -> dict:
+        """The view with its personal data opened with the customer's key (held on this same worker:
+        the keystore is partitioned by customer id like the view); redacted once forgotten."""
+        return customer_json(view, self.tables["customer_to_key"].get(view.customer_id))
+
+    async def forget_customer(self, request):
+        customer_id = request.match_info["customer_id"]
+        command = customers.ForgetCustomer(command_id=new_id(), customer_id=customer_id)
+        return await self.submit(request, command, customers.validate, {"customer_id": customer_id})
 
     async def find_customer(self, request):
         email = request.query.get("email")
         if not email:
             raise InputError("give ?email= to look a customer up", "email", code="MISSING_FIELD")
-        email = customers.normalize_email(email)
+        email = email_hash(self.pipeline.settings.email_hash_key, email)  # the lookup is keyed by the hash
 
         async def serve():
             wait = query_float(request, "wait")
@@ -410,7 +421,7 @@ class Api:
                 data = self.tables["customer_to_view"].get(customer_id)
                 if data is None:
                     raise ApiError(404, "CUSTOMER_NOT_FOUND", "no customer has this email")
-                return json_response(customer_json(self.codec.decode(data)))
+                return json_response(self.customer_json(self.codec.decode(data)))
             owner = self._owner("customer_to_view", customer_id)
             url = URL(str(owner)).with_path(f"/api/customers/{customer_id}")
             try:
@@ -532,8 +543,23 @@ def version_field(data: dict) -> int | None:
     return value
 
 
-def customer_json(view) -> dict:
+#: Fields of the customer view that stay inside the worker.
+_SEALED_FIELDS = ("email_hash", "personal_data", "key_id")
+
+
+def customer_json(view, key: bytes | None) -> dict:
+    """The customer as the API shows it; a forgotten customer's (or a key-less sealed blob's) name and
+    email read "[forgotten]", phone and address null, and `forgotten` is true."""
     plain = to_plain(view)
+    for name in _SEALED_FIELDS:
+        plain.pop(name, None)
+    data = personal_data_of(view, key)
+    if view.version == 0:  # accounts seen before the customer's creation: nothing to open yet
+        plain["forgotten"] = False
+    else:
+        plain.update(email=data.email, phone=data.phone, address=data.address,
+                     forgotten=view.forgotten or (bool(view.personal_data) and key is None))
+        plain["first_name"], plain["last_name"] = data.first_name, data.last_name
     plain["name"] = {"first_name": plain.pop("first_name"), "last_name": plain.pop("last_name")}
     return plain
 
@@ -550,6 +576,7 @@ def register_routes(pipeline: Pipeline) -> Api:
     routes.add_get("/api/customers", api.find_customer)
     routes.add_get("/api/customers/{customer_id}", api.get_customer)
     routes.add_post("/api/customers/{customer_id}/toaccounts", api.add_to_account)
+    routes.add_post("/api/customers/{customer_id}/forget", api.forget_customer)
     routes.add_delete("/api/customers/{customer_id}/toaccounts/{account_id}", api.remove_to_account)
     routes.add_post("/api/accounts", api.open_account)
     routes.add_get("/api/accounts/{account_id}", api.get_account)

@@ -10,15 +10,21 @@ from .base import Command, Event, Reason, Rejection, Reply, event_id_for, text_e
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReserveEmail(Command):
-    """Asked by a customer's `CreateCustomer`; carries the customer's details back in the reply."""
+    """Asked by a customer's `CreateCustomer`; carries the customer's details back in the reply.
+
+    `email` is the registry's key: the email's keyed hash (streams.privacy), and the details are the
+    customer's sealed blob; the plaintext fields are filled only by unsealed (test or legacy) commands.
+    """
 
     email: str
     customer_id: str
     create_command_id: str
-    first_name: str
-    last_name: str
+    first_name: str = ""
+    last_name: str = ""
     phone: str | None = None
     address: str | None = None
+    personal_data: bytes = b""
+    key_id: str = ""
 
     @property
     def aggregate_id(self) -> str:
@@ -33,10 +39,12 @@ class RecordEmailReservation(Reply):
     email: str
     accepted: bool
     reason: str | None = None
-    first_name: str
-    last_name: str
+    first_name: str = ""
+    last_name: str = ""
     phone: str | None = None
     address: str | None = None
+    personal_data: bytes = b""
+    key_id: str = ""
 
     @property
     def aggregate_id(self) -> str:
@@ -86,4 +94,5 @@ def react(state: EmailReservation | None, command: ReserveEmail, result) -> tupl
         command_id=f"{command.command_id}.reply", customer_id=command.customer_id, email=command.email,
         accepted=not rejected, reason=result.reason if rejected else None, first_name=command.first_name,
         last_name=command.last_name, phone=command.phone, address=command.address,
+        personal_data=command.personal_data, key_id=command.key_id,
         settles_command_id=command.create_command_id, settles_command_type="CreateCustomer"),)

@@ -20,7 +20,7 @@ from .accounts import (
     MoneyWithdrawn,
 )
 from .base import Event
-from .customers import CustomerCreated, ToAccount, ToAccountAdded, ToAccountRemoved
+from .customers import CustomerCreated, CustomerForgotten, ToAccount, ToAccountAdded, ToAccountRemoved
 from .transfers import Transfer, evolve as evolve_transfer
 
 
@@ -72,6 +72,11 @@ class CustomerView:
     version: int
     to_accounts: tuple[ToAccount, ...] = ()
     accounts: tuple[AccountSummary, ...] = ()
+    # Sealed personal data (streams.privacy); the API opens it when it answers, never the projection.
+    email_hash: str = ""
+    personal_data: bytes = b""
+    key_id: str = ""
+    forgotten: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,14 +130,23 @@ def project_customer(view: CustomerView | None, event: Event) -> CustomerView:
         accounts = view.accounts if view else ()  # account summaries may arrive before the customer
         return CustomerView(customer_id=event.aggregate_id, first_name=event.first_name,
                             last_name=event.last_name, email=event.email, phone=event.phone,
-                            address=event.address, version=event.version, accounts=accounts)
+                            address=event.address, version=event.version, accounts=accounts,
+                            email_hash=event.email_hash, personal_data=event.personal_data, key_id=event.key_id)
     if isinstance(event, ToAccountAdded):
         added = ToAccount(account_id=event.account_id, title=event.title, owner=event.owner)
         return replace(view, to_accounts=view.to_accounts + (added,), version=event.version)
     if isinstance(event, ToAccountRemoved):
         kept = tuple(a for a in view.to_accounts if a.account_id != event.account_id)
         return replace(view, to_accounts=kept, version=event.version)
+    if isinstance(event, CustomerForgotten):
+        return replace(view, first_name="", last_name="", email="", phone=None, address=None, personal_data=b"",
+                       forgotten=True, version=event.version)
     return replace(view, version=event.version)
+
+
+def email_key(view_or_event) -> str:
+    """What the email lookup is keyed by: the keyed hash, or the email itself when written before sealing."""
+    return view_or_event.email_hash or view_or_event.email
 
 
 def placeholder_customer(customer_id: str) -> CustomerView:

@@ -50,10 +50,13 @@ class AgentDriver:
         """`topic` names the source topic the record seems to come from; without it, Faust names the
         agent's one topic, or `<internal>` for an agent that reads several."""
         raw_key = key.encode() if isinstance(key, str) else key
-        raw_value = value if isinstance(value, (bytes, bytearray)) else self.bank.codec.encode(value)
+        if value is None:  # a tombstone
+            raw_value = None
+        else:
+            raw_value = bytes(value if isinstance(value, (bytes, bytearray)) else self.bank.codec.encode(value))
         before = len(self.bank.emitted)
         if topic is None:
-            await self.context.put(key=raw_key, value=bytes(raw_value))
+            await self.context.put(key=raw_key, value=raw_value)
         else:
             to_message = self.context.to_message
 
@@ -64,7 +67,7 @@ class AgentDriver:
 
             self.context.to_message = from_topic
             try:
-                await self.context.put(key=raw_key, value=bytes(raw_value))
+                await self.context.put(key=raw_key, value=raw_value)
             finally:
                 del self.context.to_message
         return self.bank.emitted[before:]

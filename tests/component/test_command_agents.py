@@ -8,6 +8,8 @@ import pytest
 
 from harness import scenario
 from streams import topics
+from streams.config import Settings
+from streams.privacy import REDACTED_DATA, PersonalData, email_hash, unseal
 from streams.domain.accounts import (
     OPEN,
     AccountOpened,
@@ -19,7 +21,14 @@ from streams.domain.accounts import (
     Withdraw,
 )
 from streams.domain.base import Reason
-from streams.domain.customers import AddToAccount, CreateCustomer, CustomerCreated, ToAccountAdded
+from streams.domain.customers import (
+    AddToAccount,
+    CreateCustomer,
+    CustomerCreated,
+    CustomerForgotten,
+    ForgetCustomer,
+    ToAccountAdded,
+)
 from streams.domain.emails import EmailReserved, RecordEmailReservation, ReserveEmail
 from streams.domain.outcomes import ACCEPTED, REJECTED
 
@@ -39,6 +48,15 @@ def deposit(command_id, amount, account_id="A"):
 
 def withdraw(command_id, amount, account_id="A"):
     return Withdraw(command_id=command_id, account_id=account_id, amount=Decimal(amount))
+
+
+#: The registry's key for Ada's email: its keyed hash with the development secret.
+ADA_KEY = email_hash(Settings().email_hash_key, "ada@example.com")
+
+
+def personal_data(bank, record, customer_id="C"):
+    """A sealed record's personal data, opened with the customer's key from the keystore table."""
+    return unseal(bank.raw("customer_to_key", customer_id), customer_id, record.personal_data)
 
 
 def create_customer(command_id="create-1", customer_id="C", email="  Ada@Example.COM "):
@@ -289,10 +307,12 @@ async def test_creating_a_customer_asks_the_registry_for_the_normalized_email_an
     async with bank.agent(CUSTOMERS) as agent:
         sent = await agent.put("C", create_customer())
 
-    assert [(r.topic, r.key) for r in sent] == [(topics.EMAIL_COMMANDS.name, "ada@example.com")]
+    assert [(r.topic, r.key) for r in sent] == [(topics.EMAIL_COMMANDS.name, ADA_KEY)]
     request = bank.decode(sent[0])
-    assert request == ReserveEmail(command_id="create-1.reserve-email", email="ada@example.com", customer_id="C",
-                                   create_command_id="create-1", first_name="Ada", last_name="Lovelace")
+    assert request == ReserveEmail(command_id="create-1.reserve-email", email=ADA_KEY, customer_id="C",
+                                   create_command_id="create-1", personal_data=request.personal_data, key_id="C")
+    assert personal_data(bank, request) == PersonalData("Ada", "Lovelace", "ada@example.com")
+    assert b"Ada" not in sent[0].value and b"ada@example.com" not in sent[0].value
     assert bank.raw("customer_to_state", "C") is None
     assert bank.view("customer_command_to_result", "create-1").outcome is None
 
@@ -302,16 +322,16 @@ async def test_the_registry_reserves_a_free_email_and_replies_to_the_customer_ke
     async with bank.agent(CUSTOMERS) as agent:
         asked, answered, _ = await through_the_registry(bank, agent, create_customer())
 
-    assert [(r.topic, r.key) for r in answered] == [(topics.EMAIL_EVENTS.name, "ada@example.com"),
+    assert [(r.topic, r.key) for r in answered] == [(topics.EMAIL_EVENTS.name, ADA_KEY),
                                                     (topics.CUSTOMER_REPLIES.name, "C"),
                                                     (topics.COMMAND_OUTCOMES.name, "create-1.reserve-email")]
     reserved, reply, _ = (bank.decode(r) for r in answered)
     assert isinstance(reserved, EmailReserved)
-    assert (reserved.aggregate_id, reserved.customer_id, reserved.version) == ("ada@example.com", "C", 1)
+    assert (reserved.aggregate_id, reserved.customer_id, reserved.version) == (ADA_KEY, "C", 1)
     assert isinstance(reply, RecordEmailReservation)
     assert (reply.command_id, reply.accepted, reply.reason) == ("create-1.reserve-email.reply", True, None)
     assert (reply.settles_command_id, reply.settles_command_type) == ("create-1", "CreateCustomer")
-    assert bank.view("email_to_reservation", "ada@example.com").customer_id == "C"
+    assert bank.view("email_to_reservation", ADA_KEY).customer_id == "C"
 
 
 @scenario
@@ -323,12 +343,15 @@ async def test_creating_a_customer_emits_customer_created_with_the_normalized_em
                                                 (topics.COMMAND_OUTCOMES.name, "create-1")]
     event, outcome = (bank.decode(r) for r in sent)
     assert isinstance(event, CustomerCreated)
-    assert (event.event_id, event.aggregate_id, event.version, event.email, event.command_id) == (
-        "create-1.0", "C", 1, "ada@example.com", "create-1")
+    assert (event.event_id, event.aggregate_id, event.version, event.email_hash, event.command_id) == (
+        "create-1.0", "C", 1, ADA_KEY, "create-1")
+    assert (event.first_name, event.email, event.key_id) == ("", "", "C")  # only the sealed blob holds them
+    assert personal_data(bank, event).email == "ada@example.com"
     assert (outcome.status, outcome.version, outcome.command_type, outcome.command_id, outcome.aggregate_id) == (
         ACCEPTED, 1, "CreateCustomer", "create-1", "C")
     state = bank.view("customer_to_state", "C")
-    assert (state.first_name, state.email, state.version, state.to_accounts) == ("Ada", "ada@example.com", 1, ())
+    assert (state.email_hash, state.version, state.to_accounts) == (ADA_KEY, 1, ())
+    assert personal_data(bank, state).first_name == "Ada"
 
 
 @scenario
@@ -364,7 +387,7 @@ async def test_two_customers_racing_for_one_email_create_exactly_one_and_the_oth
         ada = await customers.put("C1", create_customer("create-1", "C1", email="ada@example.com"))
         eve = await customers.put("C2", create_customer("create-2", "C2", email=" ADA@example.com"))
         requests = on(topics.EMAIL_COMMANDS, ada + eve)
-        assert [r.key for r in requests] == ["ada@example.com", "ada@example.com"]  # they meet on one key
+        assert [r.key for r in requests] == [ADA_KEY, ADA_KEY]  # they meet on one key
         answers = [await registry.put(r.key, r.value) for r in requests]
         replies = [r for answer in answers for r in on(topics.CUSTOMER_REPLIES, answer)]
         settled = [await customers.put(r.key, r.value) for r in replies]
@@ -379,7 +402,7 @@ async def test_two_customers_racing_for_one_email_create_exactly_one_and_the_oth
         REJECTED, Reason.EMAIL_TAKEN, "email")
     assert (outcomes["create-2"].command_type, outcomes["create-2"].aggregate_id) == ("CreateCustomer", "C2")
     assert bank.raw("customer_to_state", "C2") is None
-    assert bank.view("email_to_reservation", "ada@example.com").customer_id == "C1"
+    assert bank.view("email_to_reservation", ADA_KEY).customer_id == "C1"
 
 
 @scenario
@@ -518,3 +541,38 @@ async def test_a_reply_for_an_email_on_the_email_command_topic_is_dead_lettered(
     assert [r.topic for r in parked] == [topics.DEADLETTER.name]
     assert b"RecordEmailReservation does not belong on" in dict(parked[0].headers)["deadletter.error"]
     assert bank.raw("email_to_reservation", "ada@example.com") is None
+
+
+# Forgetting a customer (crypto-shredding) ---------------------------------------------------------
+
+@scenario
+async def test_forgetting_a_customer_deletes_its_key_and_emits_customer_forgotten_and_an_accepted_outcome(bank):
+    async with bank.agent(CUSTOMERS) as agent:
+        _, _, created_records = await through_the_registry(bank, agent, create_customer())
+        created = bank.decode(on(topics.CUSTOMER_EVENTS, created_records)[0])
+        assert personal_data(bank, created).first_name == "Ada"
+        sent = await agent.put("C", ForgetCustomer(command_id="forget-1", customer_id="C"))
+        again = await agent.put("C", ForgetCustomer(command_id="forget-1", customer_id="C"))
+
+    assert [(r.topic, r.key) for r in sent] == [(topics.CUSTOMER_EVENTS.name, "C"),
+                                                (topics.COMMAND_OUTCOMES.name, "forget-1")]
+    event, outcome = (bank.decode(r) for r in sent)
+    assert (type(event), event.version, outcome.status, outcome.version) == (CustomerForgotten, 2, ACCEPTED, 2)
+    assert bank.raw("customer_to_key", "C") is None
+    assert personal_data(bank, created) == REDACTED_DATA  # every copy of the blob is now noise
+    assert bank.view("customer_to_state", "C").forgotten
+    assert [r.value for r in again] == [r.value for r in sent]  # a redelivery re-emits, changes nothing
+
+
+@scenario
+async def test_a_customer_refused_its_email_keeps_no_key(bank):
+    async with bank.agent(CUSTOMERS) as customers, bank.agent(EMAILS) as registry:
+        await through_the_registry(bank, customers, create_customer("create-1", "C1", email="ada@example.com"))
+        asked = await customers.put("C2", create_customer("create-2", "C2", email="ada@example.com"))
+        assert bank.raw("customer_to_key", "C2") is not None
+        answered = await registry.put(asked[0].key, asked[0].value)
+        (reply,) = on(topics.CUSTOMER_REPLIES, answered)
+        await customers.put(reply.key, reply.value, topic=topics.CUSTOMER_REPLIES.name)
+
+    assert bank.raw("customer_to_key", "C2") is None
+    assert bank.raw("customer_to_key", "C1") is not None

@@ -1,6 +1,7 @@
 """project_accounts, project_customers, index_emails and record_outcomes, run as wired agents."""
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from harness import NOW, scenario
@@ -15,7 +16,7 @@ from streams.domain.accounts import (
     MoneyWithdrawn,
     OpenAccount,
 )
-from streams.domain.customers import CustomerCreated, ToAccount, ToAccountAdded
+from streams.domain.customers import CustomerCreated, CustomerForgotten, ToAccount, ToAccountAdded
 from streams.domain.outcomes import ACCEPTED, REJECTED, CommandOutcome
 from streams.domain.views import AccountSummary, EmailRegistered
 from streams.processing import history_key
@@ -294,3 +295,34 @@ async def test_garbage_on_the_outcome_topic_is_dead_lettered_and_recording_goes_
     assert [(r.topic, r.key, r.value) for r in parked] == [(topics.DEADLETTER.name, "cmd-1", b"garbage")]
     assert dict(parked[0].headers)["deadletter.topic"] == topics.COMMAND_OUTCOMES.name.encode()
     assert bank.view("command_to_outcome", "cmd-1").status == ACCEPTED
+
+
+# forgetting a customer ------------------------------------------------------------------------------
+
+@scenario
+async def test_customer_forgotten_marks_the_view_forgotten_keeps_its_accounts_and_unindexes_the_email(bank):
+    async with bank.agent("project_customers") as agent:
+        sealed = replace(created(email=""), first_name="", last_name="", email_hash="h(ada)", key_id="C",
+                         personal_data=b"\x01sealed")
+        await agent.put("C", sealed)
+        await agent.put("C", summary(1, "5.00"), topic=topics.CUSTOMER_ACCOUNTS.name)
+        forgotten = CustomerForgotten(**envelope("C", 2, "forget"))
+        sent = await agent.put("C", forgotten)
+        again = await agent.put("C", forgotten)
+
+    view = bank.view("customer_to_view", "C")
+    assert (view.forgotten, view.personal_data, view.version, view.accounts) == (True, b"", 2, (summary(1, "5.00"),))
+    assert [(r.topic, r.key, r.value) for r in sent] == [(topics.CUSTOMER_EMAILS.name, "h(ada)", None)]
+    assert [(r.topic, r.key, r.value) for r in again] == [(topics.CUSTOMER_EMAILS.name, "h(ada)", None)]
+
+
+@scenario
+async def test_a_tombstone_on_customer_emails_removes_the_email_from_the_lookup(bank):
+    async with bank.agent("index_emails") as agent:
+        await agent.put("ada@example.com", EmailRegistered(email="ada@example.com", customer_id="C1"))
+        await agent.put("bob@example.com", EmailRegistered(email="bob@example.com", customer_id="C2"))
+        parked = await agent.put("ada@example.com", None)
+
+    assert parked == []
+    assert bank.raw("email_to_customer", "ada@example.com") is None
+    assert bank.raw("email_to_customer", "bob@example.com") == b"C2"

@@ -13,6 +13,7 @@ TABLES = {
     "customer_to_state", "account_to_state", "transfer_to_state", "email_to_reservation",
     "transfer_to_view", "account_to_view", "account_version_to_entry", "customer_to_view", "email_to_customer",
     "command_to_outcome", "transfer_to_pending_steps", "customer_to_pending_steps",
+    "customer_to_key",  # the keystore of streams.privacy; its changelog is bank.customer-keys
 }
 #: Readers in streams.topics that are no agents of the worker.
 NOT_AGENTS = {"bank verify", "bank send --wait", "operators"}
@@ -40,8 +41,8 @@ def test_the_topic_specs_name_nine_agents_as_readers():
 
 
 @scenario
-async def test_wire_declares_exactly_the_twelve_tables_and_nine_agents(bank):
-    assert len(TABLES) == 12
+async def test_wire_declares_exactly_the_thirteen_tables_and_nine_agents(bank):
+    assert len(TABLES) == 13
     assert set(bank.pipeline.tables) == TABLES
     assert set(bank.pipeline.agents) == set(AGENTS)
 

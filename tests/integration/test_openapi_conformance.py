@@ -137,6 +137,16 @@ def test_openapi_real_answers_of_every_operation_match_the_served_description(ap
     assert c.call("DELETE", "/api/accounts/{account_id}", ids={"account_id": empty}, params=W,
                   expect=200).json()["status"] == "ACCEPTED"
 
+    # Forgetting: the customer view then answers with its personal fields redacted (see the description).
+    leaving = c.call("POST", "/api/customers", params=W, expect=200, json={
+        "name": {"first_name": "Leo", "last_name": "Leaving"}, "email": f"leo.{uuid.uuid4().hex[:8]}@example.com",
+        "phone": "+1 555 0100"}).json()["customer_id"]
+    assert c.call("POST", "/api/customers/{customer_id}/forget", ids={"customer_id": leaving}, params=W,
+                  expect=200).json()["status"] == "ACCEPTED"
+    gone = c.call("GET", "/api/customers/{customer_id}", ids={"customer_id": leaving},
+                  params={"min_version": 2, "wait": 10}, expect=200).json()
+    assert (gone["forgotten"], gone["email"], gone["phone"]) == (True, "[forgotten]", None)
+
     # Unknown ids: 404 on views, PENDING for a command, 404 for an account of an unknown customer.
     nobody = f"nobody-{uuid.uuid4().hex}"
     for template, name in (("/api/accounts/{account_id}", "account_id"), ("/api/accounts/{account_id}/history",

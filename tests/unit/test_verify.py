@@ -494,3 +494,30 @@ def test_given_an_unreachable_broker_then_bank_verify_exits_2_with_a_clear_error
         cli, ["verify", "--timeout", "1"], env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
     assert result.exit_code == 2, result.output
     assert "cannot reach Kafka at 127.0.0.1:1" in result.stderr
+
+
+# [privacy] crypto-shredding ------------------------------------------------------------------------
+
+def forget(log: Log, customer_id: str) -> None:
+    append_event(log, customers.CustomerForgotten(**next_envelope(log, customer_id, f"forget-{customer_id}")))
+
+
+def test_given_a_forgotten_customer_whose_key_is_still_live_then_it_is_reported(log):
+    forget(log, "c1")
+    log.keys = {"c1": True, "c2": True}
+    assert [v for v in check(log) if v.startswith("[privacy]")] == [
+        "[privacy] customer c1 was forgotten but its key is still in bank.customer-keys"]
+
+
+def test_given_a_forgotten_customer_whose_key_was_deleted_then_nothing_about_privacy_is_reported(log):
+    forget(log, "c1")
+    log.keys = {"c1": False}
+    assert [v for v in check(log) if v.startswith("[privacy]")] == []
+
+
+def test_given_a_sealed_customer_without_a_key_then_its_unreadable_data_is_reported(log):
+    append_event(log, customers.CustomerCreated(**envelope("c9", 1, "create-c9"), email_hash="h9",
+                                                personal_data=b"\x01sealed", key_id="c9"))
+    log.keys = {}
+    assert [v for v in check(log) if v.startswith("[privacy]")] == [
+        "[privacy] customer c9 has sealed personal data but no key in bank.customer-keys: it can no longer be read"]
