@@ -123,6 +123,23 @@ def verify(as_json: bool, no_views: bool, timeout: float):
     sys.exit(0 if report.ok else 1)
 
 
+@cli.command(help="Broker, topics (partitions, replication, end offsets), workers (up or not), consumer lag "
+                  "and which worker holds which partition (exit 2: Kafka unreachable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per Kafka request.")
+def status(as_json: bool, timeout: float):
+    from .status import StatusUnavailable, collect, render
+
+    try:
+        found = collect(Settings.from_env(), timeout=timeout)
+    except StatusUnavailable as exc:
+        if as_json:
+            click.echo(json.dumps({"broker": {"reachable": False, "error": str(exc)}}))
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(found) if as_json else render(found))
+
+
 @cli.group(help="State as it was at a time, folded from the event log.")
 def state():
     pass
