@@ -62,8 +62,13 @@ def worker(web_port: int | None, loglevel: str):
 @click.option("--file", "file", type=click.File("r"), help="JSON lines, each {\"type\": \"Deposit\", ...}.")
 @click.option("--wait", is_flag=True, help="Wait for each command's outcome and print it.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for outcomes.")
-def send(command_type: str | None, fields: str | None, file, wait: bool, timeout: float):
+@click.option("--quiet", is_flag=True, help="No progress bar on stderr (there is none when stderr is not a terminal).")
+def send(command_type: str | None, fields: str | None, file, wait: bool, timeout: float, quiet: bool):
+    from . import progress
     from .sending import SendError, send_commands
+
+    if quiet:
+        progress.disable()
 
     try:
         if file is not None:
@@ -94,8 +99,13 @@ def _is_object(text: str) -> bool:
 
 @cli.command(help="Run the banking scenario end to end on the local broker and print the views.")
 @click.option("--keep", is_flag=True, envvar="KEEP", help="Leave the broker and worker running afterwards.")
-def demo(keep: bool):
+@click.option("--quiet", is_flag=True, help="No progress bars on stderr (none when stderr is not a terminal).")
+def demo(keep: bool, quiet: bool):
+    from . import progress
     from .demo import run_demo
+
+    if quiet:
+        progress.disable()
 
     sys.exit(run_demo(Settings.from_env(), keep=keep))
 
