@@ -138,8 +138,11 @@ class Feed:
         self._thread = threading.Thread(target=self._run, name="dashboard-feed", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
         self._stopping.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -206,8 +209,9 @@ class Feed:
                                                                    timeout=5, cached=False)
                         if high > low:
                             ends[(tp.topic, tp.partition)] = high
-                    if len(partitions) < len(SOURCES):
-                        raise FeedUnavailable("the event topics do not exist yet (bank topics create)")
+                    missing = [name for name in SOURCES if name not in metadata.topics]
+                    if missing:
+                        raise FeedUnavailable(f"{', '.join(missing)} do not exist yet (bank topics create)")
                     break
                 except (KafkaException, FeedUnavailable) as exc:
                     self._post(self._report, f"cannot read the event topics yet: {exc}")
@@ -276,8 +280,10 @@ class DashboardRoutes:
     async def close(self, _app=None) -> None:
         self.closing = True
         for queue in list(self.feed.subscribers):
-            queue.put_nowait(("close", None)) if not queue.full() else None
-        self.feed._stopping.set()
+            if queue.full():  # make room: the stream is ending anyway
+                queue.get_nowait()
+            queue.put_nowait(("close", None))
+        self.feed.request_stop()
 
     async def page(self, request):
         from aiohttp import web as aioweb
