@@ -308,6 +308,31 @@ SCHEMAS: dict[str, dict] = {
             "updated_at": {"type": "integer", "description": "epoch ms of the transfer's last event"},
         },
     },
+    "DashboardEvent": {
+        "type": "object",
+        "description": "One server-sent event of GET /api/stream: its name, and its data as JSON.",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"enum": ["snapshot", "account", "transfer", "status"]},
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "retry": {"type": "integer", "minimum": 0, "description": "ms before a browser reconnects"},
+            "id": {"type": "string"},
+        },
+        "oneOf": [
+            {"properties": {"event": {"const": "snapshot"},
+                            "data": {"contentMediaType": "application/json", "contentSchema": ref("Dashboard")}}},
+            {"properties": {"event": {"const": "account"},
+                            "data": {"contentMediaType": "application/json",
+                                     "contentSchema": ref("DashboardAccount")}}},
+            {"properties": {"event": {"const": "transfer"},
+                            "data": {"contentMediaType": "application/json",
+                                     "contentSchema": ref("DashboardTransfer")}}},
+            {"properties": {"event": {"const": "status"},
+                            "data": {"contentMediaType": "application/json",
+                                     "contentSchema": {"type": "object", "required": ["caught_up"],
+                                                       "properties": {"caught_up": {"type": "boolean"}}}}}},
+        ],
+    },
     "Dashboard": {
         "type": "object",
         "description": "Folded by this worker from every partition of the event topics (not only its own).",
@@ -585,8 +610,9 @@ PATHS: dict[str, dict] = {
                             "description": "end the stream after this many seconds (default: a day)",
                             "schema": {"type": "number", "minimum": 0, "maximum": 86400}}],
             "responses": {
-                "200": {"description": "server-sent events, each `data:` one line of JSON",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "200": {"description": "server-sent events, each `data:` one line of JSON; the schema describes "
+                                       "one event (`event`, `data`, `retry`) as SSE readers parse it",
+                        "content": {"text/event-stream": {"schema": ref("DashboardEvent")}}},
                 "400": ref_response("BadRequest"),
                 "503": ref_response("Unavailable"),
             },
