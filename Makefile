@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Debian's chromium for the dashboard's browser test (Playwright drives it; no browser download).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export BANK_HOME ?= $(CURDIR)/.bank
 
 .PHONY: demo test unit install clean kafka-start kafka-stop
@@ -20,8 +23,12 @@ demo: $(STAMP)
 	$(BIN)/bank demo
 
 ## make test: unit, component and integration tests; integration tests start and stop the real broker
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -ra
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -ra tests/unit tests/component

@@ -66,6 +66,8 @@ def create_app(settings: Settings, **overrides) -> faust.App:
         web_bind=settings.web_host,
         web_port=settings.web_port,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        # Names the worker's HTTP address in the consumer group, so `bank status` can tell who holds what.
+        broker_client_id=f"streambank-worker-{settings.web_host}-{settings.web_port}",
         web_tables_enabled=False,  # it would expose the raw aggregate tables
         web_stats_enabled=False,
         web_graph_enabled=False,

@@ -62,8 +62,13 @@ def worker(web_port: int | None, loglevel: str):
 @click.option("--file", "file", type=click.File("r"), help="JSON lines, each {\"type\": \"Deposit\", ...}.")
 @click.option("--wait", is_flag=True, help="Wait for each command's outcome and print it.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for outcomes.")
-def send(command_type: str | None, fields: str | None, file, wait: bool, timeout: float):
+@click.option("--quiet", is_flag=True, help="No progress bar on stderr (there is none when stderr is not a terminal).")
+def send(command_type: str | None, fields: str | None, file, wait: bool, timeout: float, quiet: bool):
+    from . import progress
     from .sending import SendError, send_commands
+
+    if quiet:
+        progress.disable()
 
     try:
         if file is not None:
@@ -94,8 +99,13 @@ def _is_object(text: str) -> bool:
 
 @cli.command(help="Run the banking scenario end to end on the local broker and print the views.")
 @click.option("--keep", is_flag=True, envvar="KEEP", help="Leave the broker and worker running afterwards.")
-def demo(keep: bool):
+@click.option("--quiet", is_flag=True, help="No progress bars on stderr (none when stderr is not a terminal).")
+def demo(keep: bool, quiet: bool):
+    from . import progress
     from .demo import run_demo
+
+    if quiet:
+        progress.disable()
 
     sys.exit(run_demo(Settings.from_env(), keep=keep))
 
@@ -121,6 +131,23 @@ def verify(as_json: bool, no_views: bool, timeout: float):
         for violation in report.violations:
             click.echo(violation)
     sys.exit(0 if report.ok else 1)
+
+
+@cli.command(help="Broker, topics (partitions, replication, end offsets), workers (up or not), consumer lag "
+                  "and which worker holds which partition (exit 2: Kafka unreachable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per Kafka request.")
+def status(as_json: bool, timeout: float):
+    from .status import StatusUnavailable, collect, render
+
+    try:
+        found = collect(Settings.from_env(), timeout=timeout)
+    except StatusUnavailable as exc:
+        if as_json:
+            click.echo(json.dumps({"broker": {"reachable": False, "error": str(exc)}}))
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(found) if as_json else render(found))
 
 
 @cli.group(help="State as it was at a time, folded from the event log.")

@@ -189,11 +189,15 @@ class OutcomeReader:
         self.consumer.assign(assignment)
         self.outcomes: dict[str, CommandOutcome] = {}
 
-    def wait(self, command_ids: Iterable[str], timeout: float = 30.0) -> dict[str, CommandOutcome]:
-        """The outcomes of `command_ids` seen within `timeout` (missing ones are still pending)."""
+    def wait(self, command_ids: Iterable[str], timeout: float = 30.0, progress=None) -> dict[str, CommandOutcome]:
+        """The outcomes of `command_ids` seen within `timeout` (missing ones are still pending).
+
+        `progress(n)`, when given, is told how many of them are known after each read."""
         wanted = set(command_ids)
         deadline = time.monotonic() + timeout
         while not wanted <= self.outcomes.keys() and time.monotonic() < deadline:
+            if progress is not None:
+                progress(len(wanted & self.outcomes.keys()))
             for message in self.consumer.consume(1000, timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
                 if message.error() is not None:
                     continue

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import kafka_local
+from . import kafka_local, progress
 from .admin import create_topics
 from .config import Settings
 
@@ -76,10 +76,14 @@ def expect(condition: bool, what: str) -> None:
         raise DemoFailure(what)
 
 
-def scenario(base: str) -> dict:
+SCENARIO_STEPS = 10  # the POSTs below
+
+
+def scenario(base: str, step=lambda: None) -> dict:
     """Two customers, three accounts, deposits and withdrawals (one refused); returns the ids."""
     def post(path, body, expected_status="ACCEPTED"):
         status, answer = http("POST", f"{base}{path}?wait=20", body)
+        step()
         expect(status in (200, 202), f"POST {path} answered {status}: {answer}")
         expect(answer.get("status") == expected_status,
                f"POST {path}: expected {expected_status}, got {answer.get('status')} {answer.get('reason', '')}")
@@ -100,8 +104,7 @@ def scenario(base: str) -> dict:
     refused = post(f"/api/accounts/{alans}/withdrawals", {"amount": "500.00"}, expected_status="REJECTED")
     expect(refused.get("reason") == "INSUFFICIENT_FUNDS", f"expected INSUFFICIENT_FUNDS, got {refused}")
     post(f"/api/customers/{ada}/toaccounts", {"account_id": alans, "title": "Alan's checking", "owner": "Alan Turing"})
-    console.print(f"[yellow]refused as expected:[/] withdraw 500.00 from Alan's checking: {refused['reason']}")
-    return {"customers": [ada, alan], "accounts": [checking, savings, alans],
+    return {"customers": [ada, alan], "accounts": [checking, savings, alans], "refused": refused["reason"],
             "expected": {checking: "125.50", savings: "200.00", alans: "20.00"}}
 
 
@@ -157,8 +160,11 @@ def run_demo(settings: Settings, keep: bool = False) -> int:
         log_path = settings.home / "logs" / f"worker-{settings.web_port}.log"
         worker = start_worker(settings, log_path)
         console.print(f"worker starting on {base} (log: {log_path})")
-        wait_healthy(base, worker)
-        ids = scenario(base)
+        with progress.bar(None, "waiting for the worker"):
+            wait_healthy(base, worker)
+        with progress.bar(SCENARIO_STEPS, "running the scenario") as shown:
+            ids = scenario(base, step=shown.tick)
+        console.print(f"[yellow]refused as expected:[/] withdraw 500.00 from Alan's checking: {ids['refused']}")
         show_views(base, ids)
         console.print("[bold green]demo finished: every view shows what the commands did[/]")
         return 0

@@ -280,6 +280,88 @@ SCHEMAS: dict[str, dict] = {
             "version": {"type": "integer", "minimum": 1},
         },
     },
+    "DashboardAccount": {
+        "type": "object",
+        "required": ["account_id", "customer_id", "customer_name", "title", "balance", "status", "version",
+                     "updated_at"],
+        "additionalProperties": False,
+        "properties": {
+            "account_id": {"type": "string"},
+            "customer_id": {"type": "string"},
+            "customer_name": {"type": "string", "description": "first and last name; empty until known"},
+            "title": {"type": "string"},
+            "balance": ref("Money"),
+            "status": {"enum": ["OPEN", "CLOSED"]},
+            "version": {"type": "integer", "minimum": 1},
+            "updated_at": {"type": "integer", "description": "epoch ms of the account's last event"},
+        },
+    },
+    "DashboardTransfer": {
+        "type": "object",
+        "required": ["transfer_id", "from_account_id", "to_account_id", "amount", "description", "state",
+                     "version", "updated_at"],
+        "additionalProperties": False,
+        "properties": {
+            "transfer_id": {"type": "string"},
+            "from_account_id": {"type": "string"},
+            "to_account_id": {"type": "string"},
+            "amount": ref("Money"),
+            "description": {"type": "string"},
+            "state": {"enum": ["INITIATED", "DEBITED", "COMPLETED", "FAILED", "REFUNDED"]},
+            "reason": {"type": "string"},
+            "version": {"type": "integer", "minimum": 1},
+            "updated_at": {"type": "integer", "description": "epoch ms of the transfer's last event"},
+        },
+    },
+    "DashboardEvent": {
+        "type": "object",
+        "description": "One server-sent event of GET /api/stream: its name, and its data as JSON.",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"enum": ["snapshot", "account", "transfer", "status"]},
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "retry": {"type": "integer", "minimum": 0, "description": "ms before a browser reconnects"},
+            "id": {"type": "string"},
+        },
+        "oneOf": [
+            {"properties": {"event": {"const": "snapshot"},
+                            "data": {"contentMediaType": "application/json", "contentSchema": ref("Dashboard")}}},
+            {"properties": {"event": {"const": "account"},
+                            "data": {"contentMediaType": "application/json",
+                                     "contentSchema": ref("DashboardAccount")}}},
+            {"properties": {"event": {"const": "transfer"},
+                            "data": {"contentMediaType": "application/json",
+                                     "contentSchema": ref("DashboardTransfer")}}},
+            {"properties": {"event": {"const": "status"},
+                            "data": {"contentMediaType": "application/json",
+                                     "contentSchema": {"type": "object", "required": ["caught_up"],
+                                                       "properties": {"caught_up": {"type": "boolean"}}}}}},
+        ],
+    },
+    "Dashboard": {
+        "type": "object",
+        "description": "Folded by this worker from every partition of the event topics (not only its own).",
+        "required": ["accounts", "transfers", "totals", "caught_up", "worker"],
+        "additionalProperties": False,
+        "properties": {
+            "accounts": {"type": "array", "items": ref("DashboardAccount"),
+                         "description": "the 500 most recently changed accounts, by customer and title"},
+            "transfers": {"type": "array", "items": ref("DashboardTransfer"),
+                          "description": "the 50 latest transfers, the latest first"},
+            "totals": {
+                "type": "object", "required": ["accounts", "transfers", "events", "balance"],
+                "additionalProperties": False,
+                "properties": {"accounts": {"type": "integer", "minimum": 0},
+                               "transfers": {"type": "integer", "minimum": 0},
+                               "events": {"type": "integer", "minimum": 0},
+                               "balance": ref("Money")},
+            },
+            "caught_up": {"type": "boolean",
+                          "description": "the event topics were read up to their end offsets at the first request"},
+            "worker": {"type": "string"},
+            "error": {"type": "string", "description": "why the event topics cannot be read, while they cannot"},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "worker", "rebalancing", "recovering", "assigned_partitions", "stalled_partitions"],
@@ -506,6 +588,45 @@ PATHS: dict[str, dict] = {
             "responses": {
                 "200": _json("CommandOutcome", "The outcome, or PENDING while none is known (an unknown id is "
                                                "PENDING too: its command may still be on its way)."),
+                "400": ref_response("BadRequest"),
+                "503": ref_response("Unavailable"),
+            },
+        },
+    },
+    "/": {
+        "get": {
+            "operationId": "dashboardPage", "summary": "The live dashboard: accounts, balances, recent transfers",
+            "tags": ["operations"],
+            "description": "Plain HTML and a small script that follows GET /api/stream.",
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        },
+    },
+    "/api/dashboard": {
+        "get": {
+            "operationId": "getDashboard", "summary": "What the dashboard shows, once", "tags": ["operations"],
+            "description": "The first request starts this worker's reading of the event topics; until it has "
+                           "read them to their end, caught_up is false.",
+            "responses": {
+                "200": _json("Dashboard", "The accounts and the latest transfers."),
+                "400": ref_response("BadRequest"),
+                "503": ref_response("Unavailable"),
+            },
+        },
+    },
+    "/api/stream": {
+        "get": {
+            "operationId": "streamDashboard", "summary": "The dashboard as server-sent events", "tags": ["operations"],
+            "description": "text/event-stream: first `event: snapshot` (a Dashboard), then `event: account` "
+                           "(a DashboardAccount) and `event: transfer` (a DashboardTransfer) as they change, "
+                           "`event: status` once caught up, and a comment every 15 s while idle. A reader too far "
+                           "behind is sent a new snapshot.",
+            "parameters": [{"name": "max_seconds", "in": "query", "required": False,
+                            "description": "end the stream after this many seconds (default: a day)",
+                            "schema": {"type": "number", "minimum": 0, "maximum": 86400}}],
+            "responses": {
+                "200": {"description": "server-sent events, each `data:` one line of JSON; the schema describes "
+                                       "one event (`event`, `data`, `retry`) as SSE readers parse it",
+                        "content": {"text/event-stream": {"schema": ref("DashboardEvent")}}},
                 "400": ref_response("BadRequest"),
                 "503": ref_response("Unavailable"),
             },

@@ -1,6 +1,7 @@
 """`bank send`: JSON lines in, commands onto Kafka, one JSON line out per command."""
 from __future__ import annotations
 
+from . import progress as bars
 from .avro import Codec
 from .client import BankClient, OutcomeReader
 from .config import Settings
@@ -38,13 +39,18 @@ def send_commands(settings: Settings, lines: list[tuple[int, str]], *, wait: boo
     reader = OutcomeReader(settings, codec) if wait else None  # before sending, so no outcome slips past
     client = BankClient(settings, codec)
     try:
-        sent = [client.send(command) for command in commands]
-        client.flush(timeout)
+        with bars.bar(len(commands), "sending", every=max(1, len(commands) // 200)) as shown:
+            sent = []
+            for command in commands:
+                sent.append(client.send(command))
+                shown.tick()
+            client.flush(timeout)
         results = [{"type": ids.command_type, "command_id": ids.command_id, "aggregate_id": ids.aggregate_id}
                    for ids in sent]
         failed = False
         if reader is not None:
-            outcomes = reader.wait([ids.command_id for ids in sent], timeout)
+            with bars.bar(len(sent), "waiting for outcomes") as shown:
+                outcomes = reader.wait([ids.command_id for ids in sent], timeout, progress=shown.set)
             for result in results:
                 outcome = outcomes.get(result["command_id"])
                 if outcome is None:

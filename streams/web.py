@@ -589,6 +589,9 @@ def register_routes(pipeline: Pipeline) -> Api:
     routes.add_get("/api/commands/{command_id}", api.get_command)
     routes.add_get("/health", api.health)
     register_docs(web_app)  # GET /openapi.json, GET /docs
+    from .dashboard import DashboardRoutes
+    dashboard = DashboardRoutes(pipeline.settings, pipeline.codec, str(pipeline.app.conf.canonical_url))
+    dashboard.register(web_app)  # GET / (the live page), GET /api/dashboard, GET /api/stream (SSE)
     register_metrics(web_app, pipeline.metrics)  # GET /metrics, and counts every request
 
     @pipeline.app.service
@@ -596,6 +599,8 @@ def register_routes(pipeline: Pipeline) -> Api:
         """Closes the API's HTTP session and producer when the worker stops."""
 
         async def on_stop(self) -> None:
+            await dashboard.close()
+            await asyncio.to_thread(dashboard.feed.stop)
             await api.close()
 
     return api

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from . import progress
 from .client import BankClient, CommandIds, OutcomeReader
 from .domain.transfers import TransferMoney
 from .jsonio import new_id
@@ -31,14 +32,17 @@ def open_accounts(client: BankClient, reader: OutcomeReader, customer_id: str, c
     rng = random.Random(seed)
     initial = {}
     sent: list[CommandIds] = []
-    for index in range(count):
-        balance = Decimal("0.00") if zero_every and index % zero_every == 0 else \
-            Decimal(rng.randint(0, 100_000)).scaleb(-2)
-        account_id = f"acc-{new_id()}"
-        sent.append(client.open_account(customer_id, f"account {index}", balance, account_id=account_id))
-        initial[account_id] = balance
-    client.flush()
-    outcomes = reader.wait([ids.command_id for ids in sent], timeout)
+    with progress.bar(count, "opening accounts") as shown:
+        for index in range(count):
+            balance = Decimal("0.00") if zero_every and index % zero_every == 0 else \
+                Decimal(rng.randint(0, 100_000)).scaleb(-2)
+            account_id = f"acc-{new_id()}"
+            sent.append(client.open_account(customer_id, f"account {index}", balance, account_id=account_id))
+            initial[account_id] = balance
+            shown.tick()
+        client.flush()
+    with progress.bar(count, "waiting for the accounts") as shown:
+        outcomes = reader.wait([ids.command_id for ids in sent], timeout, progress=shown.set)
     refused = [o for o in outcomes.values() if o.status != "ACCEPTED"]
     if len(outcomes) != count or refused:
         raise RuntimeError(f"{count - len(outcomes)} accounts pending, {len(refused)} refused")
@@ -58,23 +62,25 @@ def transfer_storm(client: BankClient, ledger: Ledger, count: int, *, seed: int 
     destinations = targets or ledger.account_ids
     sent = []
     started = time.monotonic()
-    for index in range(count):
-        source = rng.choice(sources)
-        target = rng.choice(destinations)
-        while target == source:
+    with progress.bar(count, "sending transfers", every=max(1, count // 200)) as shown:
+        for index in range(count):
+            shown.tick()
+            source = rng.choice(sources)
             target = rng.choice(destinations)
-        amount = Decimal(rng.randint(1, max_amount)).scaleb(-2)
-        command = TransferMoney(command_id=new_id(), transfer_id=f"tr-{new_id()}", from_account_id=source,
-                                to_account_id=target, amount=amount, description=f"storm {index}")
-        client.send(command)
-        ledger.transfers.append(command.transfer_id)
-        sent.append(command)
-        if rate:
-            ahead = (index + 1) / rate - (time.monotonic() - started)
-            if ahead > 0:
-                client.producer.poll(0)
-                time.sleep(ahead)
-    client.flush()
+            while target == source:
+                target = rng.choice(destinations)
+            amount = Decimal(rng.randint(1, max_amount)).scaleb(-2)
+            command = TransferMoney(command_id=new_id(), transfer_id=f"tr-{new_id()}", from_account_id=source,
+                                    to_account_id=target, amount=amount, description=f"storm {index}")
+            client.send(command)
+            ledger.transfers.append(command.transfer_id)
+            sent.append(command)
+            if rate:
+                ahead = (index + 1) / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    client.producer.poll(0)
+                    time.sleep(ahead)
+        client.flush()
     return sent
 
 

@@ -16,7 +16,8 @@ def _options(f):
     f = click.option("--accounts", type=int, default=None, help="Accounts the work is spread over.")(f)
     f = click.option("--workers", type=click.IntRange(1, 2), default=1, show_default=True,
                      help="Worker processes.")(f)
-    f = click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object (no progress bars).")(f)
+    f = click.option("--quiet", is_flag=True, help="No progress bars on stderr (none when stderr is not a terminal).")(f)
     f = click.option("--no-baselines", is_flag=True, help="Skip the same-run baselines.")(f)
     f = click.option("--baseline-count", type=int, default=None,
                      help="Records for the Kafka tools and the bare loop (default: the larger of --count and 20000).")(f)
@@ -47,7 +48,8 @@ def bench():
 
 
 def _run(workload: str, count, accounts, workers, as_json, no_baselines, baseline_count, repeat, save, web_port,
-         force, keep_broker, timeout, no_kstreams, **extra):
+         force, keep_broker, timeout, no_kstreams, quiet=False, **extra):
+    from .. import progress
     from .env import BenchEnv, BenchError
     from .report import machine, summarize, text_report
     from .memory import memory
@@ -55,6 +57,8 @@ def _run(workload: str, count, accounts, workers, as_json, no_baselines, baselin
 
     WORKLOADS = {**WORKLOADS, "memory": memory}
 
+    if as_json or quiet:
+        progress.disable()
     default_count, default_accounts = DEFAULTS[workload]
     options = Options(count=count or default_count, accounts=accounts or default_accounts, workers=workers,
                       baselines=not no_baselines, baseline_count=baseline_count, timeout=timeout,

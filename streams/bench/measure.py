@@ -129,8 +129,10 @@ class EffectReader:
 
     def wait_for(self, condition, timeout: float, what: str = "effects") -> float:
         """Blocks until `condition()` holds (checked under the lock); returns the time.time() it held."""
+        from .. import progress
+
         deadline = time.monotonic() + timeout
-        with self.lock:
+        with self.lock, progress.bar(None, f"waiting for {what}"):
             while not condition():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

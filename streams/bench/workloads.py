@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from confluent_kafka import Producer
 
-from .. import topics
+from .. import progress, topics
 from ..avro import Codec
 from ..client import BankClient, producer_config
 from ..domain import accounts
@@ -22,6 +22,7 @@ from .env import ACCOUNT_VIEW_TOPIC, KSTREAMS_VIEW_TOPIC, PLAIN_VIEW_TOPIC, TRAN
 from .measure import EffectReader, latency_summary
 
 ONE = Decimal("1.00")
+PROGRESS_EVERY = 250  # commands between bar updates: drawing must not slow the measured send loop
 #: Accounts per customer. The customer view holds a summary of each of its accounts and is re-encoded
 #: on every balance change, so one customer owning every account would make each command cost
 #: O(accounts) (3 ms per command at 300 accounts): the workloads give each customer 4 accounts.
@@ -84,9 +85,11 @@ class DepositDriver:
 
     def open(self) -> float:
         started = time.monotonic()
-        for index, account_id in enumerate(self.account_ids):
-            self.client.open_account(customer_of(index, self.run_id), "bench", "0.00", account_id=account_id)
-        self.client.flush(self.timeout)
+        with progress.bar(len(self.account_ids), "opening accounts", every=100) as shown:
+            for index, account_id in enumerate(self.account_ids):
+                self.client.open_account(customer_of(index, self.run_id), "bench", "0.00", account_id=account_id)
+                shown.tick()
+            self.client.flush(self.timeout)
         reader = self.reader
         pending = set(self.account_ids)
 
@@ -108,15 +111,17 @@ class DepositDriver:
         n = len(self.account_ids)
         cpu0 = self.meter.snapshot()
         started = time.time()
-        for index in range(count):
-            account_id = self.account_ids[index % n]
-            version = self.versions[account_id] + 1
-            self.versions[account_id] = version
-            self.balances[account_id] += ONE
-            sent_ms[(account_id, version)] = time.time() * 1000
-            client.deposit(account_id, ONE)
-            _pace(started, index, rate, client.producer)
-        client.flush(self.timeout)
+        with progress.bar(count, "sending deposits", every=PROGRESS_EVERY) as shown:
+            for index in range(count):
+                account_id = self.account_ids[index % n]
+                version = self.versions[account_id] + 1
+                self.versions[account_id] = version
+                self.balances[account_id] += ONE
+                sent_ms[(account_id, version)] = time.time() * 1000
+                client.deposit(account_id, ONE)
+                _pace(started, index, rate, client.producer)
+                shown.tick()
+            client.flush(self.timeout)
         sent = time.time()
         final = dict(self.versions)
         pending = set(self.account_ids)
@@ -325,9 +330,11 @@ def transfers(env: BenchEnv, options: Options, log=print) -> dict:
         run = new_id()[:8]
         account_ids = [f"acc-{run}-{i}" for i in range(options.accounts)]
         initial = Decimal("1000.00")
-        for index, account_id in enumerate(account_ids):
-            client.open_account(customer_of(index, run), "bench", initial, account_id=account_id)
-        client.flush(options.timeout)
+        with progress.bar(len(account_ids), "opening accounts", every=100) as shown:
+            for index, account_id in enumerate(account_ids):
+                client.open_account(customer_of(index, run), "bench", initial, account_id=account_id)
+                shown.tick()
+            client.flush(options.timeout)
         reader.wait_for(lambda: all((a, 1) in reader.view_time for a in account_ids), options.timeout,
                         "opened accounts")
         rng = random.Random(11)
@@ -335,11 +342,14 @@ def transfers(env: BenchEnv, options: Options, log=print) -> dict:
         sent_ms = {}
         cpu0 = meter.snapshot()
         started = time.time()
-        for transfer_id in transfer_ids:
-            source, target = rng.sample(account_ids, 2)
-            sent_ms[transfer_id] = time.time() * 1000
-            client.transfer_money(source, target, Decimal(rng.randint(1, 20_000)).scaleb(-2), transfer_id=transfer_id)
-        client.flush(options.timeout)
+        with progress.bar(len(transfer_ids), "sending transfers", every=PROGRESS_EVERY) as shown:
+            for transfer_id in transfer_ids:
+                source, target = rng.sample(account_ids, 2)
+                sent_ms[transfer_id] = time.time() * 1000
+                client.transfer_money(source, target, Decimal(rng.randint(1, 20_000)).scaleb(-2),
+                                      transfer_id=transfer_id)
+                shown.tick()
+            client.flush(options.timeout)
         sent = time.time()
         reader.wait_for(lambda: len(reader.terminal_time) >= options.count, options.timeout,
                         f"{options.count} terminal transfers")

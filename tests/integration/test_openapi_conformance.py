@@ -198,6 +198,11 @@ def test_openapi_real_answers_of_every_operation_match_the_served_description(ap
     assert c.call("GET", "/metrics", expect=200).text.startswith("# HELP")
     assert c.call("GET", "/docs", expect=200).text.startswith("<!doctype html>")
     c.call("GET", "/openapi.json", expect=200)
+    assert "/api/stream" in c.call("GET", "/", expect=200).text  # the dashboard page follows the stream
+    assert c.call("GET", "/api/dashboard", expect=200).json()["worker"]
+    streamed = c.call("GET", "/api/stream", params={"max_seconds": "0.5"}, expect=200).text
+    assert "event: snapshot\ndata: {" in streamed
+    c.call("GET", "/api/stream", params={"max_seconds": "-1"}, expect=400)
     wrong_method = api.request("PUT", "/api/accounts")
     assert wrong_method.status_code == 405 and "POST" in wrong_method.headers["Allow"]
     assert wrong_method.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
@@ -247,6 +252,14 @@ def test_openapi_schemathesis_fuzz_of_every_operation_gets_no_5xx_and_only_descr
             wait = None
         if wait is not None and 0 <= wait <= 60:
             query["wait"] = min(wait, 0.5)
+        if case.operation.path == "/api/stream":  # an event stream ends only when asked to: after 0.5 s
+            try:
+                seconds = float(query.get("max_seconds", 0))
+            except (TypeError, ValueError):
+                seconds = None  # answered 400 at once
+            if seconds is not None and 0 <= seconds <= 86400:
+                query["max_seconds"] = min(seconds, 0.5)
+            case.query = query
         if pick % 2:
             for name, values in real.items():
                 if name in (case.path_parameters or {}):
