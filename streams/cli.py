@@ -49,10 +49,13 @@ def topics_create(as_json: bool):
 @click.option("--web-port", type=int, default=None, help="HTTP port (default $BANK_WEB_PORT or 6066).")
 @click.option("--loglevel", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]), help="Worker log level.")
-def worker(web_port: int | None, loglevel: str):
+@click.option("--reset-local-state", is_flag=True,
+              help="Delete this worker's local RocksDB state first; it is recovered from the changelogs. "
+                   "(State that contradicts Kafka is dropped automatically at every start.)")
+def worker(web_port: int | None, loglevel: str, reset_local_state: bool):
     from .worker import run_worker
 
-    run_worker(Settings.from_env().with_web_port(web_port), loglevel)
+    run_worker(Settings.from_env().with_web_port(web_port), loglevel, reset_local_state=reset_local_state)
 
 
 @cli.command(help="Produce commands: `bank send TYPE JSON` or `bank send --file F.jsonl`; "
