@@ -37,9 +37,10 @@ def tables_dir(settings: Settings) -> Path:
 
 
 def persisted_offset(path: Path) -> int | None:
-    from rocksdict import AccessType, Rdict
+    from rocksdict import AccessType, Options, Rdict
 
-    db = Rdict(str(path), access_type=AccessType.read_only())
+    # raw_mode as Faust opens it: keys and values are plain bytes, not pickles
+    db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
     try:
         value = db.get(OFFSET_KEY)
         return int(value) if value is not None else None
