@@ -429,7 +429,8 @@ def running_workers(settings: Settings) -> int:
     return len(described.members or [])
 
 
-def recreate_changelogs(settings: Settings, timeout: float = 60.0) -> None:
+def recreate_changelogs(settings: Settings, timeout: float = 180.0,
+                        log: Callable[[str], None] = lambda line: None) -> None:
     """Deletes every table changelog topic and creates it again, empty."""
     from confluent_kafka.admin import AdminClient
 
@@ -440,26 +441,28 @@ def recreate_changelogs(settings: Settings, timeout: float = 60.0) -> None:
     existing = set(admin.list_topics(timeout=30).topics)
     doomed = [n for n in names if n in existing]
     if doomed:
-        for name, future in admin.delete_topics(doomed, operation_timeout=30).items():
+        for name, future in admin.delete_topics(doomed, operation_timeout=60, request_timeout=60).items():
             try:
                 future.result()
             except Exception as exc:
                 if "UNKNOWN_TOPIC" not in str(exc):
                     raise ReplayError(f"cannot delete {name}: {exc}") from None
     deadline = time.monotonic() + timeout
-    while True:  # deletion finishes in the background; creating too early fails
+    last_error = None
+    while True:  # deletion finishes in the background: creating too early fails, so try until it works
         try:
             existing = set(admin.list_topics(timeout=30).topics)
             if not existing & set(doomed):
                 create_topics(settings)
-                existing = set(admin.list_topics(timeout=30).topics)
-                if set(names) <= existing:
+                if set(names) <= set(admin.list_topics(timeout=30).topics):
                     return
-        except RuntimeError:
-            pass
+        except Exception as exc:
+            last_error = exc
         if time.monotonic() > deadline:
-            raise ReplayError("the changelog topics could not be recreated in time")
-        time.sleep(0.5)
+            still = sorted(set(doomed) & existing)
+            raise ReplayError(f"the changelog topics could not be recreated in {timeout:g}s "
+                              f"({'still being deleted: ' + ', '.join(still) if still else last_error})")
+        time.sleep(1)
 
 
 def replay_state(settings: Settings, *, force: bool = False, show_progress: bool = True, timeout: float = 600.0,

@@ -93,13 +93,25 @@ class ViewAgent:
         elif isinstance(record, ViewHandoff):
             project = self.projector(record.generation)
             for topic, start in zip(record.topics, record.offsets):
-                tail = await asyncio.to_thread(read_range, self.settings, topic, record.partition, start)
+                tail = await self._read_tail(topic, record.partition, start)
                 for offset, tail_key, tail_value in tail:
                     project(tail_key, tail_value, Origin(topic, record.partition, offset))
                 self.marker_table[handoff_key(record.generation, topic, record.partition)] = str(start).encode()
                 self._handoffs[(record.generation, topic, record.partition)] = start
                 log.warning("view %s generation %d took over %s[%d] at %d (%d records after the snapshot)",
                             self.view, record.generation, topic, record.partition, start, len(tail))
+
+    async def _read_tail(self, topic: str, partition: int, start: int):
+        """The records after the snapshot; retried, because the handoff must not go on without them."""
+        delay = 1.0
+        while True:
+            try:
+                return await asyncio.to_thread(read_range, self.settings, topic, partition, start)
+            except Exception as exc:  # Kafka unreachable for a while: the new generation waits, the old serves
+                log.warning("reading %s[%d] from %d for the view handoff failed (%s); retrying", topic, partition,
+                            start, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
 
 def read_range(settings: Settings, topic: str, partition: int, start: int, timeout: float = 60.0):
