@@ -15,7 +15,9 @@ from .config import Settings
 from .liveness import watch as watch_for_stalls
 from .privacy import KeyStore, purge_processed_commands
 from .domain import accounts, customers, emails, transfers
+from .generations import VIEW_OF_TABLE, Registry, prefix
 from .metrics import Metrics, instrument
+from .view_generations import ViewAgent
 from faust.types import TP
 
 from .processing import (
@@ -162,6 +164,12 @@ class Pipeline:
     waiters: ViewWaiters = field(default_factory=ViewWaiters)
     stalled: list = field(default_factory=list)  # partitions with waiting work and no progress (liveness)
     metrics: Metrics | None = None
+    generations: Registry = field(default_factory=Registry)  # which view generation is served
+
+    def view(self, table: str):
+        """A view table as the API reads it: the serving generation's entries, by their bare keys."""
+        generation = self.generations.serving(VIEW_OF_TABLE[table])
+        return self.tables[table] if generation == 0 else KeyPrefixed(self.tables[table], prefix(generation))
 
 
 def _table(app: faust.App, name: str, settings: Settings, help: str) -> faust.Table:
@@ -297,11 +305,16 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
                                          pending=tables["transfer_to_pending_steps"])
     email_commands = CommandProcessor(codec, emails, (topics.EMAIL_COMMANDS,), topics.EMAIL_EVENTS,
                                       *ledger("email_to_reservation"))
-    transfer_projector = TransferProjector(codec, tables["transfer_to_view"])
-    account_projector = AccountProjector(codec, tables["account_to_view"], tables["account_version_to_entry"])
-    customer_projector = CustomerProjector(codec, tables["customer_to_view"])
-    email_indexer = EmailIndexer(codec, tables["email_to_customer"])
-    outcome_recorder = OutcomeRecorder(codec, tables["command_to_outcome"])
+    generations = pipeline.generations
+
+    def view_agent(view: str, make) -> ViewAgent:
+        return ViewAgent(view, tables, generations, codec, settings, make)
+    transfer_views = view_agent("transfers", lambda t: TransferProjector(codec, t("transfer_to_view")).project)
+    account_views = view_agent("accounts", lambda t: AccountProjector(
+        codec, t("account_to_view"), t("account_version_to_entry")).project)
+    customer_views = view_agent("customers", lambda t: CustomerProjector(codec, t("customer_to_view")).project)
+    email_views = view_agent("emails", lambda t: EmailIndexer(codec, t("email_to_customer")).index)
+    outcome_views = view_agent("outcomes", lambda t: OutcomeRecorder(codec, t("command_to_outcome")).record)
 
     def sources(*specs: topics.TopicSpec):
         """One channel over co-partitioned topics (same key, same partition count)."""
@@ -326,11 +339,11 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         async for event in stream.events():
             await emitter.emit(transfer_commands.process(event.key, event.value, origin(event)))
 
-    @app.agent(faust_topics[topics.TRANSFER_EVENTS.name], concurrency=1)
+    @app.agent(sources(topics.TRANSFER_EVENTS, topics.VIEW_REBUILD), concurrency=1)
     async def project_transfers(stream):
         """Project transfer events into the transfer view."""
         async for event in stream.events():
-            await emitter.emit(transfer_projector.project(event.key, event.value, origin(event)))
+            await emitter.emit(await transfer_views.handle(event.key, event.value, origin(event)))
             waiters.notify("transfer_to_view", key_text(event))
 
     @app.agent(faust_topics[topics.ACCOUNT_COMMANDS.name], concurrency=1)
@@ -339,32 +352,32 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         async for event in stream.events():
             await emitter.emit(account_commands.process(event.key, event.value, origin(event)))
 
-    @app.agent(faust_topics[topics.ACCOUNT_EVENTS.name], concurrency=1)
+    @app.agent(sources(topics.ACCOUNT_EVENTS, topics.VIEW_REBUILD), concurrency=1)
     async def project_accounts(stream):
         """Project account events into the account view and statement."""
         async for event in stream.events():
-            await emitter.emit(account_projector.project(event.key, event.value, origin(event)))
+            await emitter.emit(await account_views.handle(event.key, event.value, origin(event)))
             waiters.notify("account_to_view", key_text(event))
 
-    @app.agent(sources(topics.CUSTOMER_EVENTS, topics.CUSTOMER_ACCOUNTS), concurrency=1)
+    @app.agent(sources(topics.CUSTOMER_EVENTS, topics.CUSTOMER_ACCOUNTS, topics.VIEW_REBUILD), concurrency=1)
     async def project_customers(stream):
         """Project customer events and account summaries into the customer view."""
         async for event in stream.events():
-            await emitter.emit(customer_projector.project(event.key, event.value, origin(event)))
+            await emitter.emit(await customer_views.handle(event.key, event.value, origin(event)))
             waiters.notify("customer_to_view", key_text(event))
 
-    @app.agent(faust_topics[topics.CUSTOMER_EMAILS.name], concurrency=1)
+    @app.agent(sources(topics.CUSTOMER_EMAILS, topics.VIEW_REBUILD), concurrency=1)
     async def index_emails(stream):
         """Index customers by email."""
         async for event in stream.events():
-            await emitter.emit(email_indexer.index(event.key, event.value, origin(event)))
+            await emitter.emit(await email_views.handle(event.key, event.value, origin(event)))
             waiters.notify("email_to_customer", key_text(event))
 
-    @app.agent(faust_topics[topics.COMMAND_OUTCOMES.name], concurrency=1)
+    @app.agent(sources(topics.COMMAND_OUTCOMES, topics.VIEW_REBUILD), concurrency=1)
     async def record_outcomes(stream):
         """Record each command's outcome for queries and waits."""
         async for event in stream.events():
-            await emitter.emit(outcome_recorder.record(event.key, event.value, origin(event)))
+            await emitter.emit(await outcome_views.handle(event.key, event.value, origin(event)))
             waiters.notify("command_to_outcome", key_text(event))
 
     pipeline.agents.update(

@@ -49,10 +49,13 @@ def topics_create(as_json: bool):
 @click.option("--web-port", type=int, default=None, help="HTTP port (default $BANK_WEB_PORT or 6066).")
 @click.option("--loglevel", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]), help="Worker log level.")
-def worker(web_port: int | None, loglevel: str):
+@click.option("--reset-local-state", is_flag=True,
+              help="Delete this worker's local RocksDB state first; it is recovered from the changelogs. "
+                   "(State that contradicts Kafka is dropped automatically at every start.)")
+def worker(web_port: int | None, loglevel: str, reset_local_state: bool):
     from .worker import run_worker
 
-    run_worker(Settings.from_env().with_web_port(web_port), loglevel)
+    run_worker(Settings.from_env().with_web_port(web_port), loglevel, reset_local_state=reset_local_state)
 
 
 @cli.command(help="Produce commands: `bank send TYPE JSON` or `bank send --file F.jsonl`; "
@@ -187,6 +190,59 @@ def state_account(account_id: str, as_of: str | None, as_json: bool, timeout: fl
         click.echo(f"  v{entry.version:<4} {format_instant(entry.occurred_at)}  {entry.entry_type:<16} "
                    f"{entry.amount:>14} -> {entry.balance:>14}" + (f"  transfer {entry.transfer_id}"
                                                                  if entry.transfer_id else ""))
+
+
+@cli.group(help="Rebuild read models or aggregate state from the event log.")
+def replay():
+    pass
+
+
+@replay.command("views", help="Rebuild the read models from the log into a new generation while the current one "
+                              "keeps answering; the workers serve the new one once they have loaded it "
+                              "(exit 1: not switched, 2: Kafka unreachable).")
+@click.option("--view", "views", multiple=True, type=click.Choice(["accounts", "transfers", "customers", "emails",
+                                                                   "outcomes"]),
+              help="Only this view (repeatable). Default: all.")
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as one JSON object.")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Seconds for reading the log, and again for the workers to load the new generation.")
+def replay_views(views: tuple[str, ...], as_json: bool, no_progress: bool, timeout: float):
+    from .replay import ReplayError, replay_views as run
+
+    say = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
+    try:
+        report = run(Settings.from_env(), views or None, show_progress=not no_progress, timeout=timeout, log=say)
+    except ReplayError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2 if "cannot reach" in str(exc) else 1)
+    summary = report.to_dict()
+    click.echo(json.dumps(summary) if as_json else
+               f"rebuilt {', '.join(f'{v} (generation {g})' for v, g in report.generations.items())}: "
+               f"{report.events:,} records folded at {summary['events_per_second'] or 0:,} records/s, "
+               f"{report.entries:,} entries loaded by the workers in {report.load_seconds:.1f}s")
+
+
+@replay.command("state", help="Disaster recovery: with the workers stopped, rebuild every table's changelog "
+                              "(aggregate state, command dedup, waiting saga steps, views) from the event log. "
+                              "Deletes and recreates the changelog topics. Start the workers afterwards; "
+                              "their stale local state is dropped automatically (exit 1: refused or failed).")
+@click.option("--force", is_flag=True, help="Run even though workers seem to be running.")
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as one JSON object.")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to read the log.")
+def replay_state(force: bool, as_json: bool, no_progress: bool, timeout: float):
+    from .replay import ReplayError, replay_state as run
+
+    say = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
+    try:
+        report = run(Settings.from_env(), force=force, show_progress=not no_progress, timeout=timeout, log=say)
+    except ReplayError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(report.to_dict()) if as_json else
+               f"rebuilt {sum(report.aggregates.values()):,} aggregates from {report.events:,} events, "
+               f"{report.dedup_entries:,} dedup records, {report.pending_transfers} transfers in flight")
 
 
 @cli.group(help="Records the agents parked on bank.deadletter (undecodable, or foreign to their topic).")

@@ -4,7 +4,7 @@ The Avro record name is the class name (`Deposit`, `MoneyDeposited`, ...), as th
 """
 from __future__ import annotations
 
-from .domain import accounts, customers, emails, outcomes, transfer_steps, transfers, views
+from .domain import accounts, customers, emails, generations, outcomes, transfer_steps, transfers, views
 from .domain.base import Command, Event, Reply
 
 NAMESPACES: dict[str, tuple[type, ...]] = {
@@ -16,6 +16,7 @@ NAMESPACES: dict[str, tuple[type, ...]] = {
     "streambank.view": (views.AccountView, views.HistoryEntry, views.AccountSummary, views.CustomerView,
                         views.EmailRegistered),
     "streambank.state": (accounts.Account, customers.Customer, transfers.Transfer, emails.EmailReservation),
+    "streambank.replay": (generations.ViewEntries, generations.ViewHandoff),
 }
 
 #: Nested record types, written inline in the schema of the record that holds them.

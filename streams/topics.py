@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from aiokafka.partitioner import murmur2
 
-from .domain import accounts, customers, emails, outcomes, transfer_steps, transfers, views
+from .domain import accounts, customers, emails, generations, outcomes, transfer_steps, transfers, views
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,21 @@ CUSTOMER_KEYS = TopicSpec(
     writer="process_customer_commands (the customer_to_key table)",
     readers=("bank verify",), compacted=True)  # and the table itself: its recovery, GET /api/customers
 
+VIEW_REBUILD = TopicSpec(
+    "bank.view-rebuild", "the view's name (records are sent to an explicit partition)",
+    (generations.ViewEntries, generations.ViewHandoff),
+    writer="bank replay views",
+    readers=("project_accounts", "project_transfers", "project_customers", "index_emails", "record_outcomes"))
+VIEW_GENERATIONS = TopicSpec(
+    "bank.view-generations", "\"views\"", (),
+    writer="bank replay views, bank replay state", readers=("bank verify",), compacted=True)  # and every worker, outside its agents
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     CUSTOMER_COMMANDS, ACCOUNT_COMMANDS, TRANSFER_COMMANDS, EMAIL_COMMANDS,
     CUSTOMER_REPLIES, TRANSFER_REPLIES,
     CUSTOMER_EVENTS, ACCOUNT_EVENTS, TRANSFER_EVENTS, EMAIL_EVENTS,
     COMMAND_OUTCOMES, DEADLETTER, CUSTOMER_ACCOUNTS, CUSTOMER_EMAILS, CUSTOMER_KEYS,
+    VIEW_REBUILD, VIEW_GENERATIONS,
 )
 EVENT_TOPICS = (CUSTOMER_EVENTS, ACCOUNT_EVENTS, TRANSFER_EVENTS, EMAIL_EVENTS)
 COMMAND_TOPICS = (CUSTOMER_COMMANDS, ACCOUNT_COMMANDS, TRANSFER_COMMANDS, EMAIL_COMMANDS)

@@ -244,6 +244,12 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
     finally:
         consumer.close()
 
+    if views:  # the views' tables hold every generation; the one served is the one to check
+        from .generations import PointerUnavailable, VIEW_OF_TABLE, read_pointer, strip
+        try:
+            pointer = read_pointer(settings, timeout=left())
+        except PointerUnavailable as exc:
+            raise KafkaUnavailable(str(exc)) from None
     log = Log(views={} if views else None, missing_topics=sorted(missing))
     for name, role in wanted.items():
         if name in missing:
@@ -267,7 +273,10 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
         elif role == "outcomes":
             log.outcomes = records
         else:
-            log.views[_table_of(name)] = records
+            generation = pointer.serving_of(VIEW_OF_TABLE[_table_of(name)])
+            log.views[_table_of(name)] = [
+                dataclasses.replace(r, key=strip(r.key, generation)) for r in records
+                if r.key is not None and strip(r.key, generation) is not None]
     return log
 
 

@@ -218,7 +218,7 @@ class Api:
         min_version = query_int(request, "min_version") or 0
         deadline = time.monotonic() + wait
         while True:
-            data = self.tables[table].get(key)
+            data = self.pipeline.view(table).get(key)
             view = self.codec.decode(data) if data is not None else None
             if view is not None and version_of(view) >= min_version and version_of(view) > 0:
                 return view, True
@@ -263,7 +263,7 @@ class Api:
     async def _local_outcome(self, command_id: str, wait: float):
         deadline = time.monotonic() + wait
         while True:
-            data = self.tables["command_to_outcome"].get(command_id)
+            data = self.pipeline.view("command_to_outcome").get(command_id)
             if data is not None:
                 outcome = to_plain(self.codec.decode(data))
                 return {k: v for k, v in outcome.items() if v is not None}, True
@@ -330,7 +330,7 @@ class Api:
                 raise self.unavailable("partitions are being assigned or recovered; retry shortly")
             deadline = time.monotonic() + wait
             while True:
-                data = self.tables["customer_to_view"].get(customer_id)
+                data = self.pipeline.view("customer_to_view").get(customer_id)
                 if data is not None and self.codec.decode(data).version > 0:
                     return True
                 remaining = deadline - time.monotonic()
@@ -411,14 +411,14 @@ class Api:
         async def serve():
             wait = query_float(request, "wait")
             deadline = time.monotonic() + wait
-            while (customer_id := self.tables["email_to_customer"].get(email)) is None:
+            while (customer_id := self.pipeline.view("email_to_customer").get(email)) is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ApiError(404, "CUSTOMER_NOT_FOUND", "no customer has this email")
                 await self.pipeline.waiters.changed("email_to_customer", email, remaining)
             customer_id = customer_id.decode()
             if self._owns("customer_to_view", customer_id):
-                data = self.tables["customer_to_view"].get(customer_id)
+                data = self.pipeline.view("customer_to_view").get(customer_id)
                 if data is None:
                     raise ApiError(404, "CUSTOMER_NOT_FOUND", "no customer has this email")
                 return json_response(self.customer_json(self.codec.decode(data)))
@@ -472,7 +472,7 @@ class Api:
             if view is None:
                 raise ApiError(404, "ACCOUNT_NOT_FOUND", f"account {account_id} does not exist")
             entries = []
-            history = self.tables["account_version_to_entry"]
+            history = self.pipeline.view("account_version_to_entry")
             for version in range(1, view.version + 1):
                 data = history.get(history_key(account_id, version))
                 if data is not None:

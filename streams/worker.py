@@ -1,16 +1,25 @@
 """Runs one worker: the app, wired, under Faust's Worker (signals, logging, clean shutdown)."""
 from __future__ import annotations
 
+import logging
+
 from faust.worker import Worker
 
+from . import localstate
 from .app import create_app, wire
 from .config import Settings
 
 
-def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+def run_worker(settings: Settings, loglevel: str = "warning", reset_local_state: bool = False) -> None:
+    if reset_local_state:
+        logging.getLogger(__name__).warning("local state deleted (%s); recovering it from the changelogs",
+                                            localstate.reset(settings))
     settings.worker_dir.mkdir(parents=True, exist_ok=True)
+    # Local state that Kafka contradicts would stop Faust's recovery (or never end it): drop it first.
+    localstate.repair(settings)
     app = create_app(settings)
-    wire(app, settings)
+    pipeline = wire(app, settings)
+    pipeline.generations.follow(settings)
     worker = Worker(app, loglevel=loglevel, redirect_stdouts=False, override_logging=True)
     # With its startup spinner, Faust sets the root logger to DEBUG for good: every aiokafka and
     # Faust debug call on the hot path then builds a log record only to drop it (~7% of a worker).
