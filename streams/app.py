@@ -118,7 +118,7 @@ class FaustEmitter:
             # of the record being processed, which is all an attachment would have guaranteed.
             pending = []
             for record in records:
-                if not produce_now(record.topic, record.key.encode(), record.value, record.headers):
+                if not produce_now(record.topic, record.key.encode(), record.value, record.headers, record):
                     pending.append(record)  # not started yet: Faust's own path below
             records = pending
         for record in records:

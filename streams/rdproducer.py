@@ -88,28 +88,28 @@ class RdProducer(AIOKafkaDriverProducer):
                 await asyncio.sleep(0.005)
         return future
 
-    def produce_now(self, topic: str, key: bytes, value: bytes, headers=None) -> bool:
+    def produce_now(self, topic: str, key: bytes, value: bytes, headers=None, message=None) -> bool:
         """Hands one record to librdkafka without a future: for records nobody awaits one by one.
 
         Still covered by the commit: `flush` waits for these too, and a refused one fails it.
-        Returns False when this producer is not sending through librdkafka (yet).
+        Faust's sensors (metrics) hear of the send with `message` as the record. Returns False when
+        this producer is not sending through librdkafka (yet).
         """
         rd = self._rd
         if rd is None:
             return False
+        state = self.app.sensors.on_send_initiated(self, topic, message=message, keysize=len(key),
+                                                   valsize=len(value) if value else 0)
+        on_delivery = lambda err, msg, state=state: self._delivered.append((state, err, msg))  # noqa: E731
         while True:
             try:
                 if headers:
-                    rd.produce(topic, value=value, key=key, headers=list(headers), on_delivery=self._on_untracked)
+                    rd.produce(topic, value=value, key=key, headers=list(headers), on_delivery=on_delivery)
                 else:
-                    rd.produce(topic, value=value, key=key, on_delivery=self._on_untracked)
+                    rd.produce(topic, value=value, key=key, on_delivery=on_delivery)
                 return True
-            except BufferError:  # full: serve deliveries here, then try again
+            except BufferError:  # full: let librdkafka drain, then try again
                 rd.poll(0.005)
-
-    def _on_untracked(self, err, msg) -> None:
-        if err is not None:
-            self._failures.append(str(err))
 
     async def send_and_wait(self, topic, key, value, partition, timestamp, headers, *,
                             transactional_id: Optional[str] = None) -> RecordMetadata:
@@ -156,18 +156,26 @@ class RdProducer(AIOKafkaDriverProducer):
         with self._wakeup_lock:
             self._wakeup_scheduled = False
         delivered = self._delivered
+        sensors = self.app.sensors
         while delivered:
-            future, err, msg = delivered.popleft()
-            if future.done():
+            waiter, err, msg = delivered.popleft()
+            untracked = not isinstance(waiter, asyncio.Future)  # produce_now: the sensors' state instead
+            if not untracked and waiter.done():
                 continue
             if err is not None:
                 self._failures.append(str(err))
-                future.set_exception(ProducerSendError(f"delivery failed: {err}"))
+                if untracked:
+                    sensors.on_send_error(self, KafkaException(err), waiter)
+                else:
+                    waiter.set_exception(ProducerSendError(f"delivery failed: {err}"))
                 continue
             topic, partition = msg.topic(), msg.partition()
-            future.set_result(RecordMetadata(topic=topic, partition=partition,
-                                             topic_partition=TP(topic, partition), offset=msg.offset(),
-                                             timestamp=msg.timestamp()[1] / 1000.0, timestamp_type=None))
+            metadata = RecordMetadata(topic=topic, partition=partition, topic_partition=TP(topic, partition),
+                                      offset=msg.offset(), timestamp=msg.timestamp()[1] / 1000.0, timestamp_type=None)
+            if untracked:
+                sensors.on_send_completed(self, waiter, metadata)
+            else:
+                waiter.set_result(metadata)
 
 
 def producer_class(rd_config: dict) -> type[RdProducer]:
