@@ -29,7 +29,6 @@ from typing import Any
 from . import topics
 from .avro import Codec
 from .config import Settings
-from .domain.customers import CustomerCreated
 from .domain.views import AccountView, is_next, project_account, project_transfer
 from .jsonio import to_plain
 
@@ -38,29 +37,27 @@ log = logging.getLogger(__name__)
 RECENT_TRANSFERS = 50  # how many transfers the page lists, the latest first
 MAX_ACCOUNTS = 500  # the page lists at most this many accounts, the most recently changed first
 QUEUE_SIZE = 1000  # changes buffered per open stream; a stream that falls further behind gets a new snapshot
-SOURCES = (topics.ACCOUNT_EVENTS.name, topics.TRANSFER_EVENTS.name, topics.CUSTOMER_EVENTS.name)
+SOURCES = (topics.ACCOUNT_EVENTS.name, topics.TRANSFER_EVENTS.name)
 
 
 # The pure half ----------------------------------------------------------------------------
 
 @dataclass
 class Board:
-    """Accounts, transfers and customers' names, folded from their events."""
+    """Accounts and transfers, folded from their events.
+
+    No names: personal data is sealed per customer (streams.privacy), and a page anyone on the
+    network can open is the last place to show it. Accounts are labelled by customer id and title.
+    """
 
     accounts: dict[str, AccountView] = field(default_factory=dict)
     transfers: dict[str, Any] = field(default_factory=dict)  # transfer id → Transfer (the transfer view)
-    customer_names: dict[str, str] = field(default_factory=dict)
     touched: dict[str, int] = field(default_factory=dict)  # aggregate id → occurred_at of its last event
     events: int = 0
 
     def apply(self, event) -> list[tuple[str, dict]]:
         """Folds one event; returns the changes to show: ("account" | "transfer", its JSON)."""
         aggregate_id = event.aggregate_id
-        if isinstance(event, CustomerCreated):
-            self.customer_names[aggregate_id] = f"{event.first_name} {event.last_name}".strip()
-            self.events += 1
-            return [("account", self.account_json(view)) for view in self.accounts.values()
-                    if view.customer_id == aggregate_id]
         if type(event) in topics.ACCOUNT_EVENTS.values:
             current = self.accounts.get(aggregate_id)
             if not is_next(current.version if current else 0, event):
@@ -79,11 +76,11 @@ class Board:
             self.touched[aggregate_id] = event.occurred_at
             self.events += 1
             return [("transfer", self.transfer_json(view))]
-        return []  # other customer events change nothing the page shows
+        return []  # customer events: nothing the page shows
 
     def account_json(self, view: AccountView) -> dict:
         return {"account_id": view.account_id, "customer_id": view.customer_id,
-                "customer_name": self.customer_names.get(view.customer_id, ""), "title": view.title,
+                "title": view.title,
                 "balance": str(view.balance), "status": view.status, "version": view.version,
                 "updated_at": self.touched.get(view.account_id, 0)}
 
@@ -102,7 +99,7 @@ class Board:
             return sorted(ids, key=lambda i: self.touched.get(i, 0), reverse=True)
         accounts = [self.account_json(self.accounts[i]) for i in latest(self.accounts)[:MAX_ACCOUNTS]]
         transfers = [self.transfer_json(self.transfers[i]) for i in latest(self.transfers)[:RECENT_TRANSFERS]]
-        return {"accounts": sorted(accounts, key=lambda a: (a["customer_name"], a["title"], a["account_id"])),
+        return {"accounts": sorted(accounts, key=lambda a: (a["customer_id"], a["title"], a["account_id"])),
                 "transfers": transfers,
                 "totals": {"accounts": len(self.accounts), "transfers": len(self.transfers),
                            "events": self.events,

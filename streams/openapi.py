@@ -282,13 +282,12 @@ SCHEMAS: dict[str, dict] = {
     },
     "DashboardAccount": {
         "type": "object",
-        "required": ["account_id", "customer_id", "customer_name", "title", "balance", "status", "version",
+        "required": ["account_id", "customer_id", "title", "balance", "status", "version",
                      "updated_at"],
         "additionalProperties": False,
         "properties": {
             "account_id": {"type": "string"},
             "customer_id": {"type": "string"},
-            "customer_name": {"type": "string", "description": "first and last name; empty until known"},
             "title": {"type": "string"},
             "balance": ref("Money"),
             "status": {"enum": ["OPEN", "CLOSED"]},
