@@ -123,9 +123,11 @@ def replay(**kw):
 @bench.command(help="Memory: RSS of one worker holding --accounts accounts (default 1,000,000), its tables "
                     "recovered from changelogs written with the real application services.")
 @_options
-def memory(**kw):
+@click.option("--recover", is_flag=True,
+              help="Let the worker recover its tables from the changelogs (slow) instead of starting with them on disk.")
+def memory(recover, **kw):
     kw["no_baselines"] = True
-    _run("memory", **kw)
+    _run("memory", recover=recover, **kw)
 
 
 @bench.command(help="Soak: a steady mix of deposits and transfers for --minutes at half the maximum rate (or --rate); "

@@ -44,6 +44,7 @@ class Options:
     rates: tuple[float, ...] = ()          # latency: explicit rates instead of fractions
     timeout: float = 300.0
     kstreams: bool = True                  # deposits/latency: the Kafka Streams peer, when Maven can build it
+    recover: bool = False                  # memory: fill the worker's tables by recovery, not on its disk
 
 
 def _cpu_figures(cpu: dict[str, float], commands: int) -> dict:
