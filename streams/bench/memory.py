@@ -5,7 +5,8 @@ services (streams.processing) over N `OpenAccount` commands with dicts for table
 to the table changelog topics with librdkafka AND into the worker's local RocksDB with Faust's
 persisted offsets at the changelogs' ends: the worker then starts as one restarted with its disk
 intact, with nothing to recover. (Recovering a million accounts from the changelogs instead runs at
-Faust's recovery rate, about 1,300 records/s on this machine: most of an hour. `--recover` does it.)
+Faust's recovery rate: about 1,000 records/s on this shared machine, judged by the state's growth on
+disk in an aborted run, so over an hour for 4.25 million records. `--recover` does it.)
 """
 from __future__ import annotations
 
