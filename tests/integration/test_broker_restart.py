@@ -14,8 +14,8 @@ from streams.domain.transfers import TERMINAL
 from streams.workload import open_accounts, resend_unanswered, transfer_storm
 
 ACCOUNTS = 40
-TRANSFERS = 1200
-RATE = 100  # per second: the storm lasts ~12 s, the broker is down for several of them
+TRANSFERS = 800
+RATE = 100  # per second: the storm lasts ~8 s, the broker goes down 3 s in
 
 
 @pytest.mark.timeout(300)
