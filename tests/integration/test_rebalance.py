@@ -54,7 +54,11 @@ class Querier:
         with httpx.Client(timeout=30) as http:
             while not self.stop.is_set():
                 for url in list(self.targets):
-                    response = http.get(f"{url}/api/accounts/{rng.choice(self.account_ids)}")
+                    try:
+                        response = http.get(f"{url}/api/accounts/{rng.choice(self.account_ids)}")
+                    except httpx.HTTPError as exc:  # these workers stay up: no answer is a failure too
+                        self.unexpected.append(f"no answer from {url} ({steps_so_far(self)}): {exc!r}")
+                        continue
                     self.answers[response.status_code] += 1
                     if response.status_code == 503:
                         if not response.headers.get("Retry-After"):
