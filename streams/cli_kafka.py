@@ -82,6 +82,11 @@ def start(brokers: str, timeout: float, base_port: int) -> None:
         click.echo(_describe(st))
     if note := _bootstrap_note(st):
         click.echo(note)
+    if int(brokers) == 3 and os.environ.get("BANK_REPLICATION_FACTOR") != "3":
+        # Topics are created with BANK_REPLICATION_FACTOR replicas (default 1): say so before
+        # `bank topics create` makes single-replica topics on a cluster meant to survive a broker loss.
+        click.echo(f"note: for replication 3 and min.insync.replicas 2, export BANK_REPLICATION_FACTOR=3 "
+                   f"KAFKA_BOOTSTRAP_SERVERS={st.bootstrap_servers} before `bank topics create` and `bank worker`")
 
 
 @kafka.command(short_help="Stop the local broker(s).", help="Stop the local broker(s): SIGTERM, then SIGKILL after --timeout seconds.")

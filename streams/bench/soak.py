@@ -1,7 +1,7 @@
 """`bank bench soak`: a steady load for N minutes, watching every process's memory and the consumer lag.
 
 The load is half the pipeline's maximum rate (a short burst measures it first) unless `--rate` says
-otherwise; half of a mix of deposits and transfers between the soak's accounts. A sampler thread reads
+otherwise: an even mix of deposits and transfers between the soak's accounts, the probe included. A sampler thread reads
 each process's resident set size (VmRSS in /proc/<pid>/status) and the `streambank` group's lag (high
 watermark minus committed offset, summed over the partitions it reads) every `--interval` seconds.
 
@@ -27,8 +27,10 @@ from ..workload import open_accounts
 from .env import BenchEnv
 
 MB = 1024 * 1024
-#: Deposits sent as fast as possible to measure the maximum rate when no --rate is given.
-MAX_PROBE_COMMANDS = 1500
+#: Commands of the soak's mix sent at once to measure the maximum rate when no --rate is given.
+MAX_PROBE_COMMANDS = 1000
+#: Lag (records) below which the group counts as caught up: offsets are committed every 0.5 s.
+CAUGHT_UP_LAG = 50
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -107,19 +109,46 @@ class Sampler(threading.Thread):
         self.sample()  # the last figure, at the end of the load
 
 
-def measure_max_rate(client: BankClient, reader: OutcomeReader, accounts: list[str], timeout: float) -> float:
-    """Commands per second from the first send to the last outcome, deposits sent as fast as possible."""
-    sent = []
+def next_command(rng: random.Random, accounts: list[str]):
+    """The soak's mix: half deposits, half transfers between two random accounts (0.01..50.00)."""
+    source, target = rng.sample(accounts, 2)
+    amount = Decimal(rng.randint(1, 5000)).scaleb(-2)
+    if rng.random() < 0.5:
+        return Deposit(command_id=new_id(), account_id=source, amount=amount)
+    return TransferMoney(command_id=new_id(), transfer_id=f"tr-{new_id()}", from_account_id=source,
+                         to_account_id=target, amount=amount)
+
+
+def measure_max_rate(client: BankClient, reader: OutcomeReader, lag_meter: LagMeter, accounts: list[str],
+                     timeout: float) -> float:
+    """Commands per second of the soak's own mix, sent all at once: from the first send until every command
+    has its outcome and the group has caught up (a transfer's saga goes on after its outcome)."""
+    rng = random.Random(5)
+    commands = [next_command(rng, accounts) for _ in range(MAX_PROBE_COMMANDS)]
     started = time.monotonic()
-    for index in range(MAX_PROBE_COMMANDS):
-        command = Deposit(command_id=new_id(), account_id=accounts[index % len(accounts)], amount=Decimal("1.00"))
+    for command in commands:
         client.send(command)
-        sent.append(command.command_id)
     client.flush()
-    outcomes = reader.wait(sent, timeout)
-    if len(outcomes) < len(sent):
-        raise TimeoutError(f"the rate probe got {len(outcomes)} of {len(sent)} outcomes within {timeout} s")
-    return len(sent) / (time.monotonic() - started)
+    outcomes = reader.wait([c.command_id for c in commands], timeout)
+    if len(outcomes) < len(commands):
+        raise TimeoutError(f"the rate probe got {len(outcomes)} of {len(commands)} outcomes within {timeout} s")
+    deadline = time.monotonic() + timeout
+    caught_up_at = time.monotonic()
+    recent: list[int] = []
+    # Caught up: the lag is small, or has stopped moving (what is left is offsets not yet committed
+    # on quiet partitions, not work); then the probe ended when the lag was last seen falling.
+    while True:
+        lag = lag_meter.lag()
+        if lag is not None:
+            if not recent or lag < recent[-1]:
+                caught_up_at = time.monotonic()
+            recent.append(lag)
+            if lag <= CAUGHT_UP_LAG or (len(recent) >= 6 and len(set(recent[-6:])) == 1):
+                break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the pipeline did not catch up with the rate probe within {timeout} s (lag {lag})")
+        time.sleep(0.25)
+    return len(commands) / (caught_up_at - started)
 
 
 def soak(env: BenchEnv, *, minutes: float, rate: float | None, workers: int, accounts: int, interval: float | None,
@@ -130,16 +159,16 @@ def soak(env: BenchEnv, *, minutes: float, rate: float | None, workers: int, acc
     lag_meter = None
     try:
         ledger = open_accounts(client, reader, f"cust-soak-{new_id()}", accounts, timeout=timeout)
+        lag_meter = LagMeter(env.settings)
         probe = None
         if rate is None:
-            probe = measure_max_rate(client, reader, ledger.account_ids, timeout)
+            probe = measure_max_rate(client, reader, lag_meter, ledger.account_ids, timeout)
             rate = probe / 2
             log(f"measured max {probe:.0f} commands/s; soaking at half: {rate:.0f}/s")
         duration = minutes * 60
         interval = interval or max(1.0, min(10.0, duration / 30))  # about 30 samples, at most every 10 s
         processes = {f"worker-{i + 1}": w.pid for i, w in enumerate(env.workers)}
         processes.update({("broker" if i == 0 else f"broker-{i + 1}"): pid for i, pid in enumerate(env.broker_pids)})
-        lag_meter = LagMeter(env.settings)
         started = time.monotonic()
         sampler = Sampler(processes, lag_meter, interval, started)
         sampler.sample()
@@ -155,13 +184,10 @@ def soak(env: BenchEnv, *, minutes: float, rate: float | None, workers: int, acc
                 client.producer.poll(0)
                 time.sleep(min(ahead, 0.05))
                 continue
-            source, target = rng.sample(ledger.account_ids, 2)
-            if rng.random() < 0.5:
-                command = Deposit(command_id=new_id(), account_id=source, amount=Decimal(rng.randint(1, 5000)).scaleb(-2))
+            command = next_command(rng, ledger.account_ids)
+            if isinstance(command, Deposit):
                 deposits += 1
             else:
-                command = TransferMoney(command_id=new_id(), transfer_id=f"tr-{new_id()}", from_account_id=source,
-                                        to_account_id=target, amount=Decimal(rng.randint(1, 5000)).scaleb(-2))
                 transfers += 1
             client.send(command)
             sent.append(command.command_id)

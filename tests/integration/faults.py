@@ -18,9 +18,11 @@ from streams.admin import create_topics
 from streams.config import Settings
 
 # Ports of their own, so the session broker and its workers are not disturbed: derived from the
-# session's so that parallel test sessions given distinct base ports stay apart.
+# session's so that parallel test sessions given distinct base ports stay apart. With the default 9092:
+# 9102 (controller 19102) and 9292-9294 (controllers 19292-19294), clear of test_kafka_local's 19192
+# and the bench smoke test's 19892.
 RESTART_KAFKA_PORT = int(os.environ.get("BANK_TEST_KAFKA_RESTART_PORT", str(KAFKA_PORT + 10)))
-CLUSTER_KAFKA_PORT = int(os.environ.get("BANK_TEST_KAFKA_CLUSTER_PORT", str(KAFKA_PORT + 100)))
+CLUSTER_KAFKA_PORT = int(os.environ.get("BANK_TEST_KAFKA_CLUSTER_PORT", str(KAFKA_PORT + 200)))
 OWN_WORKER_PORTS = (WEB_PORT + 2, WEB_PORT + 3)  # the session's workers use WEB_PORT and WEB_PORT + 1
 
 

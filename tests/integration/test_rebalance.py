@@ -6,12 +6,14 @@ import random
 import threading
 import time
 from collections import Counter
+from decimal import Decimal
 
 import httpx
 import pytest
 
 from conftest import Worker, wait_until_serving
 from faults import OWN_WORKER_PORTS, bank_verify, quiesce
+from http_api import Api
 from streams.client import BankClient, OutcomeReader
 from streams.domain.transfers import TERMINAL
 from streams.workload import open_accounts, resend_unanswered, transfer_storm
@@ -52,7 +54,11 @@ class Querier:
         with httpx.Client(timeout=30) as http:
             while not self.stop.is_set():
                 for url in list(self.targets):
-                    response = http.get(f"{url}/api/accounts/{rng.choice(self.account_ids)}")
+                    try:
+                        response = http.get(f"{url}/api/accounts/{rng.choice(self.account_ids)}")
+                    except httpx.HTTPError as exc:  # these workers stay up: no answer is a failure too
+                        self.unexpected.append(f"no answer from {url} ({steps_so_far(self)}): {exc!r}")
+                        continue
                     self.answers[response.status_code] += 1
                     if response.status_code == 503:
                         if not response.headers.get("Retry-After"):
@@ -101,6 +107,7 @@ def test_a_worker_joining_and_one_leaving_mid_storm_keeps_queries_answered_and_t
     try:
         rebalancer = threading.Thread(target=rebalance, name="rebalancer")
         rebalancer.start()
+        storm_started = time.monotonic()
         storm = transfer_storm(client, ledger, TRANSFERS, seed=21, rate=RATE)
         rebalancer.join()
         assert not failures, failures
@@ -113,12 +120,17 @@ def test_a_worker_joining_and_one_leaving_mid_storm_keeps_queries_answered_and_t
 
         print(f"\nrebalance: {TRANSFERS} transfers, steps {steps}, client resends {resent}, "
               f"answers {dict(querier.answers)}, longest 503 spell {querier.longest_unavailable:.1f}s; "
+              f"{time.monotonic() - storm_started:.0f}s from the first transfer to quiescence; "
               f"{report.summary_line()}")
         assert steps == ["joined", "left (0)"]
         assert querier.unexpected == []
         assert querier.answers[200] > 0
         assert report.violations == []
         assert set(report.transfers) <= set(TERMINAL)
+        # Once settled, both remaining workers answer for every account, and the balances add up.
+        for worker in (stayer, joiner):
+            balances = [Api(worker.url).get(f"/api/accounts/{a}").json()["balance"] for a in ledger.account_ids]
+            assert sum(Decimal(b) for b in balances) == ledger.total
         done = bank_verify(kafka)
         assert done.returncode == 0, done.stdout + done.stderr
     finally:
