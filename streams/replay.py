@@ -468,8 +468,13 @@ def recreate_changelogs(settings: Settings, timeout: float = 180.0,
 def replay_state(settings: Settings, *, force: bool = False, show_progress: bool = True, timeout: float = 600.0,
                  log: Callable[[str], None] = lambda line: None) -> StateReport:
     """Rebuilds every table's changelog from the event log; the workers must be stopped."""
-    if not force and (members := running_workers(settings)):
-        raise ReplayError(f"{members} worker(s) are running (group {GROUP}); stop them first, or --force")
+    if not force:
+        # A stopped worker may stay a member until the group's session timeout (10 s) expires.
+        deadline = time.monotonic() + 30
+        while (members := running_workers(settings)) and time.monotonic() < deadline:
+            time.sleep(1)
+        if members:
+            raise ReplayError(f"{members} worker(s) are running (group {GROUP}); stop them first, or --force")
     codec = Codec()
     events: dict[str, dict[str, dict[int, tuple[Event, bytes]]]] = defaultdict(lambda: defaultdict(dict))
     outcomes: dict[str, tuple[CommandOutcome, bytes]] = {}
