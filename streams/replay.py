@@ -448,28 +448,36 @@ def recreate_changelogs(settings: Settings, timeout: float = 180.0,
                 if "UNKNOWN_TOPIC" not in str(exc):
                     raise ReplayError(f"cannot delete {name}: {exc}") from None
     deadline = time.monotonic() + timeout
+    while doomed:  # deletion finishes in the background: wait until they are gone before creating any
+        existing = set(admin.list_topics(timeout=30).topics)
+        doomed = [n for n in doomed if n in existing]
+        if doomed and time.monotonic() > deadline:
+            raise ReplayError(f"the changelog topics were not deleted in {timeout:g}s: {', '.join(doomed)}")
+        if doomed:
+            time.sleep(1)
     last_error = None
-    while True:  # deletion finishes in the background: creating too early fails, so try until it works
+    while True:  # creating right after a deletion may still fail for a moment: retry
         try:
-            existing = set(admin.list_topics(timeout=30).topics)
-            if not existing & set(doomed):
-                create_topics(settings)
-                if set(names) <= set(admin.list_topics(timeout=30).topics):
-                    return
+            create_topics(settings)
+            if set(names) <= set(admin.list_topics(timeout=30).topics):
+                return
         except Exception as exc:
             last_error = exc
         if time.monotonic() > deadline:
-            still = sorted(set(doomed) & existing)
-            raise ReplayError(f"the changelog topics could not be recreated in {timeout:g}s "
-                              f"({'still being deleted: ' + ', '.join(still) if still else last_error})")
+            raise ReplayError(f"the changelog topics could not be created in {timeout:g}s: {last_error}")
         time.sleep(1)
 
 
 def replay_state(settings: Settings, *, force: bool = False, show_progress: bool = True, timeout: float = 600.0,
                  log: Callable[[str], None] = lambda line: None) -> StateReport:
     """Rebuilds every table's changelog from the event log; the workers must be stopped."""
-    if not force and (members := running_workers(settings)):
-        raise ReplayError(f"{members} worker(s) are running (group {GROUP}); stop them first, or --force")
+    if not force:
+        # A stopped worker may stay a member until the group's session timeout (10 s) expires.
+        deadline = time.monotonic() + 30
+        while (members := running_workers(settings)) and time.monotonic() < deadline:
+            time.sleep(1)
+        if members:
+            raise ReplayError(f"{members} worker(s) are running (group {GROUP}); stop them first, or --force")
     codec = Codec()
     events: dict[str, dict[str, dict[int, tuple[Event, bytes]]]] = defaultdict(lambda: defaultdict(dict))
     outcomes: dict[str, tuple[CommandOutcome, bytes]] = {}
