@@ -5,6 +5,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from http_api import REPO
 from streams import kafka_local, verify
 from streams.admin import create_topics
 from streams.config import Settings
+from streams.workload import resend_unanswered, transfer_storm
 
 # Ports of their own, so the session broker and its workers are not disturbed: derived from the
 # session's so that parallel test sessions given distinct base ports stay apart. With the default 9092:
@@ -80,3 +82,24 @@ def bank_verify(settings: Settings) -> subprocess.CompletedProcess:
     env = {**os.environ, "BANK_HOME": str(settings.home), "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
     return subprocess.run([sys.executable, "-m", "streams.cli", "verify"], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=300)
+
+
+def storm_through(fault, client, reader, ledger, transfers: int, *, seed: int, rate: float):
+    """Sends a transfer storm while `fault` runs in a thread; fails the test if the fault itself failed;
+    then resends what got no outcome. Returns (the storm, client resends, when the storm started)."""
+    failures: list[BaseException] = []
+
+    def run_fault():
+        try:
+            fault()
+        except BaseException as exc:  # surfaced in the test's thread below
+            failures.append(exc)
+
+    thread = threading.Thread(target=run_fault, name=getattr(fault, "__name__", "fault"))
+    thread.start()
+    started = time.monotonic()
+    storm = transfer_storm(client, ledger, transfers, seed=seed, rate=rate)
+    thread.join()
+    assert not failures, failures
+    resent = resend_unanswered(client, reader, storm, patience=60)
+    return storm, resent, started

@@ -2,16 +2,15 @@
 the work, and every invariant holds. The test runs a broker of its own, so others are not disturbed."""
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
-from faults import RESTART_KAFKA_PORT, bank_verify, own_kafka, own_workers, quiesce
+from faults import RESTART_KAFKA_PORT, bank_verify, own_kafka, own_workers, quiesce, storm_through
 from streams import kafka_local
 from streams.client import BankClient, OutcomeReader
 from streams.domain.transfers import TERMINAL
-from streams.workload import open_accounts, resend_unanswered, transfer_storm
+from streams.workload import open_accounts
 
 ACCOUNTS = 40
 TRANSFERS = 800
@@ -26,26 +25,17 @@ def test_workers_ride_out_a_broker_restart_mid_storm_and_every_invariant_holds(t
         client, reader = BankClient(settings), OutcomeReader(settings)
         ledger = open_accounts(client, reader, "cust-restart", ACCOUNTS, zero_every=8)
         restarts: list[tuple[float, float]] = []
-        failures: list[BaseException] = []
 
         def restart_broker():
-            try:
-                time.sleep(3)  # let the storm get going
-                down = time.monotonic()
-                kafka_local.stop(settings.home)  # SIGTERM: a clean restart, as in a rolling upgrade
-                time.sleep(2)
-                kafka_local.start(settings.home, base_port=RESTART_KAFKA_PORT, timeout=120)
-                restarts.append((down, time.monotonic()))
-            except BaseException as exc:  # surfaced in the test thread below
-                failures.append(exc)
+            time.sleep(3)  # let the storm get going
+            down = time.monotonic()
+            kafka_local.stop(settings.home)  # SIGTERM: a clean restart, as in a rolling upgrade
+            time.sleep(2)
+            kafka_local.start(settings.home, base_port=RESTART_KAFKA_PORT, timeout=120)
+            restarts.append((down, time.monotonic()))
 
-        restarter = threading.Thread(target=restart_broker, name="broker-restarter")
-        restarter.start()
-        storm_started = time.monotonic()
-        storm = transfer_storm(client, ledger, TRANSFERS, seed=5, rate=RATE)
-        restarter.join()
-        assert not failures, failures
-        resent = resend_unanswered(client, reader, storm, patience=60)
+        storm, resent, storm_started = storm_through(restart_broker, client, reader, ledger, TRANSFERS, seed=5,
+                                                     rate=RATE)
         client.close()
         reader.close()
 

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from conftest import Worker, wait_until_serving
-from faults import OWN_WORKER_PORTS, bank_verify, quiesce
+from faults import OWN_WORKER_PORTS, bank_verify, quiesce, storm_through
 from http_api import Api
 from streams.client import BankClient, OutcomeReader
 from streams.domain.transfers import TERMINAL
-from streams.workload import open_accounts, resend_unanswered, transfer_storm
+from streams.workload import open_accounts
 
 ACCOUNTS = 40
 TRANSFERS = 600
@@ -85,33 +85,24 @@ def test_a_worker_joining_and_one_leaving_mid_storm_keeps_queries_answered_and_t
     querier.targets.append(stayer.url)
     querier.thread.start()
     steps = querier.steps
-    failures: list[BaseException] = []
 
     def rebalance():
-        try:
-            time.sleep(2)
-            joiner.start()
-            # Faust's assignor is sticky: with 4 partitions the two workers keep 2 each and the joiner
-            # gets none (only standbys) until someone leaves. So wait for it to be up, not to own work.
-            wait_until_healthy(joiner)
-            wait_until_serving([stayer, leaver])
-            querier.targets.append(joiner.url)
-            steps.append("joined")
-            leaver.stop()  # SIGTERM: a clean leave, its partitions move to the two others
-            assert leaver.process.returncode is not None
-            steps.append(f"left ({leaver.process.returncode})")
-            wait_until_serving([stayer, joiner])
-        except BaseException as exc:
-            failures.append(exc)
+        time.sleep(2)
+        joiner.start()
+        # Faust's assignor is sticky: with 4 partitions the two workers keep 2 each and the joiner
+        # gets none (only standbys) until someone leaves. So wait for it to be up, not to own work.
+        wait_until_healthy(joiner)
+        wait_until_serving([stayer, leaver])
+        querier.targets.append(joiner.url)
+        steps.append("joined")
+        leaver.stop()  # SIGTERM: a clean leave, its partitions move to the two others
+        assert leaver.process.returncode is not None
+        steps.append(f"left ({leaver.process.returncode})")
+        wait_until_serving([stayer, joiner])
 
     try:
-        rebalancer = threading.Thread(target=rebalance, name="rebalancer")
-        rebalancer.start()
-        storm_started = time.monotonic()
-        storm = transfer_storm(client, ledger, TRANSFERS, seed=21, rate=RATE)
-        rebalancer.join()
-        assert not failures, failures
-        resent = resend_unanswered(client, reader, storm, patience=60)
+        storm, resent, storm_started = storm_through(rebalance, client, reader, ledger, TRANSFERS, seed=21,
+                                                     rate=RATE)
         client.close()
         reader.close()
         report = quiesce(kafka, [stayer, joiner])
