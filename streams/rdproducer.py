@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import time
 from typing import Any, Awaitable, Optional
 
 from confluent_kafka import KafkaException, Producer as LibrdkafkaProducer
@@ -118,7 +119,15 @@ class RdProducer(AIOKafkaDriverProducer):
         return await future
 
     async def flush(self) -> None:
-        await super().flush()  # Faust's buffer of send_soon() records hands them to send() first
+        # Faust's buffer of send_soon() records (the table changelog writes) hands them to send() first.
+        # Its flush() gives up after 0.1 s without a record sent and returns with records still queued;
+        # Faust then commits offsets whose changelog writes a crash would lose. Drain it for real.
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        await super().flush()
+        while self.buffer.size:
+            if time.monotonic() > deadline:
+                raise ProducerSendError(f"{self.buffer.size} changelog records still queued after {FLUSH_TIMEOUT_S:.0f} s")
+            await super().flush()
         await self._flush_rd()
         if self._failures:
             failures, self._failures = self._failures[:5], []
