@@ -153,7 +153,9 @@ def run_demo(settings: Settings, keep: bool = False) -> int:
     try:
         if not kafka_local.status(settings.home).running:
             console.print("[bold]starting the local Kafka broker[/] (the first run fetches the jars with Maven)")
-            kafka_local.start(settings.home)
+            # On the port KAFKA_BOOTSTRAP_SERVERS names, so a demo beside another broker stays apart.
+            port = int(settings.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+            kafka_local.start(settings.home, base_port=port)
             started_broker = True
         created, _ = create_topics(settings)
         console.print(f"topics ready ({len(created)} created)")
