@@ -1,6 +1,7 @@
-"""`bank bench deposits|transfers|latency|replay|soak`: see bench/README.md."""
+"""`bank bench deposits|transfers|latency|replay|memory|soak`: see bench/README.md."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -47,10 +48,27 @@ def bench():
     pass
 
 
+@contextlib.contextmanager
+def _bench_env(web_port, force: bool, keep_broker: bool, log):
+    """A benchmark's world for one command: the broker ensured; workers stopped and (unless kept) the
+    broker the benchmark started stopped afterwards; its errors as clean CLI errors."""
+    from .env import BenchEnv, BenchError
+
+    env = BenchEnv(Settings.from_env(), web_port=web_port, force=force, log=log)
+    try:
+        env.ensure_broker()
+        yield env
+    except (BenchError, TimeoutError, RuntimeError) as exc:
+        raise click.ClickException(str(exc))
+    finally:
+        env.stop_workers()
+        if not keep_broker:
+            env.close()
+
+
 def _run(workload: str, count, accounts, workers, as_json, no_baselines, baseline_count, repeat, save, web_port,
          force, keep_broker, timeout, no_kstreams, quiet=False, **extra):
     from .. import progress
-    from .env import BenchEnv, BenchError
     from .report import machine, summarize, text_report
     from .memory import memory
     from .workloads import WORKLOADS, Options
@@ -64,22 +82,14 @@ def _run(workload: str, count, accounts, workers, as_json, no_baselines, baselin
                       baselines=not no_baselines, baseline_count=baseline_count, timeout=timeout,
                       kstreams=not no_kstreams, **extra)
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    env = BenchEnv(Settings.from_env(), web_port=web_port, force=force, log=log)
     runs = []
-    try:
-        env.ensure_broker()
+    with _bench_env(web_port, force, keep_broker, log) as env:
         for index in range(repeat):
             if repeat > 1:
                 log(f"run {index + 1}/{repeat}")
             result = WORKLOADS[workload](env, options, log=log)
             result["run"] = index + 1
             runs.append(result)
-    except (BenchError, TimeoutError, RuntimeError) as exc:
-        raise click.ClickException(str(exc))
-    finally:
-        env.stop_workers()
-        if not keep_broker:
-            env.close()
     report = {"workload": workload, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "command": "bank " + " ".join(sys.argv[1:]),
               "bootstrap_servers": env.settings.bootstrap_servers, "partitions": env.settings.partitions,
@@ -150,22 +160,13 @@ def memory(recover, **kw):
 @click.option("--timeout", type=float, default=300.0, show_default=True,
               help="Seconds to wait for outcomes (accounts, the rate probe, the end of the load).")
 def soak(minutes, rate, workers, accounts, interval, as_json, save, web_port, force, keep_broker, timeout):
-    from .env import BenchEnv, BenchError
     from .report import machine
     from .soak import soak as run_soak, text_report
 
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    env = BenchEnv(Settings.from_env(), web_port=web_port, force=force, log=log)
-    try:
-        env.ensure_broker()
+    with _bench_env(web_port, force, keep_broker, log) as env:
         result = run_soak(env, minutes=minutes, rate=rate, workers=workers, accounts=accounts, interval=interval,
                           timeout=timeout, log=log)
-    except (BenchError, TimeoutError, RuntimeError) as exc:
-        raise click.ClickException(str(exc))
-    finally:
-        env.stop_workers()
-        if not keep_broker:
-            env.close()
     result.update({"workload": "soak", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "command": "bank " + " ".join(sys.argv[1:]), "bootstrap_servers": env.settings.bootstrap_servers,
                    "partitions": env.settings.partitions, "workers": workers, "machine": machine()})
