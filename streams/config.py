@@ -19,6 +19,10 @@ class Settings:
     processing_guarantee: str = "at_least_once"
     #: Extra librdkafka/aiokafka security settings (TLS/SASL) passed through as given.
     kafka_security: dict = field(default_factory=dict)
+    #: Who sends a worker's records: "librdkafka" (confluent-kafka, in C threads) or "aiokafka" (Faust's own).
+    producer: str = "librdkafka"
+    #: How long producers wait to fill a batch; a few ms saves the broker most of its per-request work.
+    linger_ms: int = 5
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -35,6 +39,8 @@ class Settings:
             api_token=env.get("BANK_API_TOKEN") or None,
             processing_guarantee=env.get("BANK_PROCESSING_GUARANTEE", "at_least_once"),
             kafka_security=security,
+            producer=env.get("BANK_PRODUCER", "librdkafka"),
+            linger_ms=int(env.get("BANK_PRODUCER_LINGER_MS", "5")),
         )
 
     def with_web_port(self, port: int | None) -> "Settings":

@@ -12,4 +12,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     app = create_app(settings)
     wire(app, settings)
     worker = Worker(app, loglevel=loglevel, redirect_stdouts=False, override_logging=True)
+    # With its startup spinner, Faust sets the root logger to DEBUG for good: every aiokafka and
+    # Faust debug call on the hot path then builds a log record only to drop it (~7% of a worker).
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -38,7 +38,7 @@ def _options(f):
 
 
 DEFAULTS = {"deposits": (5_000, 500), "transfers": (2_000, 500), "latency": (2_000, 500),
-            "replay": (50_000, 1_000)}
+            "replay": (50_000, 1_000), "memory": (0, 1_000_000)}
 
 
 @click.group(help="Benchmarks on the real broker: clean topics each run, fixed work, same-run baselines. "
@@ -52,10 +52,13 @@ def _run(workload: str, count, accounts, workers, as_json, no_baselines, baselin
     from .. import progress
     from .env import BenchEnv, BenchError
     from .report import machine, summarize, text_report
+    from .memory import memory
     from .workloads import WORKLOADS, Options
 
     if as_json or quiet:
         progress.disable()
+    WORKLOADS = {**WORKLOADS, "memory": memory}
+
     default_count, default_accounts = DEFAULTS[workload]
     options = Options(count=count or default_count, accounts=accounts or default_accounts, workers=workers,
                       baselines=not no_baselines, baseline_count=baseline_count, timeout=timeout,
@@ -115,3 +118,11 @@ def latency(rates, fractions, **kw):
 @_options
 def replay(**kw):
     _run("replay", **kw)
+
+
+@bench.command(help="Memory: RSS of one worker holding --accounts accounts (default 1,000,000), its tables "
+                    "recovered from changelogs written with the real application services.")
+@_options
+def memory(**kw):
+    kw["no_baselines"] = True
+    _run("memory", **kw)

@@ -79,6 +79,9 @@ def text_report(report: dict) -> str:
              f"{report['machine']['nproc']} cores, {report['machine']['cpu_model']}"]
     for run in report["runs"]:
         lines.append(f"run {run['run']}:")
+        if "streambank" not in run:  # a workload with its own figures (memory): print them as they are
+            lines.extend(f"  {key}: {value}" for key, value in run.items() if key != "run")
+            continue
         phases = run["streambank"] if isinstance(run["streambank"], list) else [run["streambank"]]
         for phase in phases:
             lines.append("  " + _phase_line(f"streambank ({run['options']['workers']} worker)", phase))

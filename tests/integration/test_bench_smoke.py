@@ -103,3 +103,14 @@ def test_replay(bench_env):
     assert run["baselines"]["plain_fold"]["records"] == 300
     assert run["baselines"]["plain_fold"]["accounts"] == 10
     assert run["baselines"]["kafka_consumer_perf"]["records"] == 300
+
+
+def test_memory_of_a_worker_holding_accounts(bench_env):
+    run = bench(bench_env, "memory", "--accounts", "400")
+    assert run["accounts"] == 400
+    assert run["table_entries"] == {"account_to_state": 800, "account_to_view": 400,
+                                    "account_version_to_entry": 400, "customer_to_view": 100}
+    assert run["changelog_records"] == 1700
+    assert run["sampled_accounts_served"] == 200 and run["reads"] == 400
+    assert run["reads_with_wrong_balance"] == 0
+    assert 0 < run["worker_rss_mib_after_recovery"] <= run["worker_peak_rss_mib"]
