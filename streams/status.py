@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,25 @@ def _local_version(settings: Settings, cluster_id: str | None) -> str | None:
     return local.version if local.running and cluster_id and local.cluster_id == cluster_id else None
 
 
+def _retrying(call, timeout: float):
+    """`call()`, again while Kafka answers with a retriable error (a fresh broker has no group coordinator
+    yet and new topics no leader for a moment), for at most `timeout` seconds."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = getattr(error, "retriable", lambda: False)() or getattr(error, "name", lambda: "")() in (
+                "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE",
+                "NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE")
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def collect(settings: Settings, timeout: float = 10.0) -> dict:
     """The whole picture as one JSON-ready dict. Raises StatusUnavailable when Kafka does not answer."""
     from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -87,16 +107,18 @@ def collect(settings: Settings, timeout: float = 10.0) -> dict:
     ends: dict[tuple[str, int], int] = {}
     try:
         if partitions:
-            futures = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions}, request_timeout=timeout)
-            for tp, future in futures.items():
-                ends[(tp.topic, tp.partition)] = future.result().offset
+            def end_offsets():
+                futures = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions}, request_timeout=timeout)
+                return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
+            ends = _retrying(end_offsets, timeout)
     except KafkaException as exc:
         raise StatusUnavailable(f"cannot read the end offsets: {exc}") from None
 
     try:
-        group = admin.describe_consumer_groups([GROUP], request_timeout=timeout)[GROUP].result()
-        committed_list = admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(GROUP)], request_timeout=timeout)[GROUP].result().topic_partitions
+        group = _retrying(lambda: admin.describe_consumer_groups([GROUP], request_timeout=timeout)[GROUP].result(),
+                          timeout)
+        committed_list = _retrying(lambda: admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(GROUP)], request_timeout=timeout)[GROUP].result().topic_partitions, timeout)
     except KafkaException as exc:
         raise StatusUnavailable(f"cannot describe the consumer group {GROUP}: {exc}") from None
     committed = {(tp.topic, tp.partition): tp.offset for tp in committed_list or () if tp.offset >= 0}

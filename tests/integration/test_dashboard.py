@@ -36,7 +36,7 @@ def test_the_dashboard_shows_a_transfer_and_the_new_balances_without_a_reload(ap
     source = api.open_account(customer, "100.00", title="Checking")
     target = api.open_account(customer, "5.00", title="Savings")
 
-    page = browser.new_page(viewport={"width": 1600, "height": 420})
+    page = browser.new_page(viewport={"width": 1700, "height": 400})
     try:
         # The second worker: it shows every account, also those whose partitions the first one owns.
         page.goto(workers[1].url + "/", wait_until="domcontentloaded")
