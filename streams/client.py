@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from . import topics
 from .avro import Codec, DecodeError
@@ -41,6 +41,22 @@ def producer_config(settings: Settings, **extra) -> dict:
     })
 
 
+def produce_when_room(producer: Producer, topic: str, *, wait: float = 0.05, **record) -> None:
+    """`producer.produce(topic, **record)`; while librdkafka's local queue is full, lets deliveries
+    drain for `wait` seconds and tries again."""
+    while True:
+        try:
+            producer.produce(topic, **record)
+            return
+        except BufferError:
+            producer.poll(wait)
+
+
+def fatal_read_error(error) -> bool:
+    """Whether a consumer error should end a read: end-of-partition notes and retriable errors don't."""
+    return error.code() != KafkaError._PARTITION_EOF and (error.fatal() or not error.retriable())
+
+
 class BankClient:
     """One method per command; each returns the command's ids once the command is handed to the producer."""
 
@@ -57,12 +73,7 @@ class BankClient:
         topic = topics.command_topic_for(type(command)).name
         value = self.codec.encode(command)
         callback = on_delivery or self._remember_error
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=command.aggregate_id.encode(), on_delivery=callback)
-                break
-            except BufferError:  # the local queue is full: let deliveries drain, then retry
-                self.producer.poll(0.05)
+        produce_when_room(self.producer, topic, value=value, key=command.aggregate_id.encode(), on_delivery=callback)
         self.producer.poll(0)
         return CommandIds(command.command_id, command.aggregate_id, type(command).__name__)
 

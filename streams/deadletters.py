@@ -100,7 +100,8 @@ def _read_topic(settings: Settings, topic: str, timeout: float) -> list:
 
     A topic that does not exist reads as empty. Raises DeadletterUnavailable.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+    from .client import fatal_read_error
 
     deadline = time.monotonic() + timeout
 
@@ -139,9 +140,7 @@ def _read_topic(settings: Settings, topic: str, timeout: float) -> list:
             for message in messages:
                 error = message.error()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    if error.fatal() or not error.retriable():
+                    if fatal_read_error(error):
                         raise DeadletterUnavailable(f"error reading {topic}: {error}")
                     continue
                 partition = message.partition()

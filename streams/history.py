@@ -115,7 +115,8 @@ def read_account_events(settings: Settings, account_id: str, *, timeout: float =
     Blocking (run it in a thread from async code). Raises HistoryUnavailable when Kafka does not answer
     or the partition is not read to its end within `timeout` seconds.
     """
-    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from .client import fatal_read_error
 
     codec = codec or Codec()
     topic = topics.ACCOUNT_EVENTS.name
@@ -156,9 +157,7 @@ def read_account_events(settings: Settings, account_id: str, *, timeout: float =
             for message in messages:
                 error = message.error()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    if error.fatal() or not error.retriable():
+                    if fatal_read_error(error):
                         raise HistoryUnavailable(f"error reading {topic}[{partition}]: {error}")
                     continue
                 if message.offset() >= high:

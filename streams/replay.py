@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 
 from . import topics
 from .avro import Codec, DecodeError
+from .client import produce_when_room
 from .config import Settings
 from .domain import accounts, customers, emails, transfers
 from .domain.base import Event
@@ -266,13 +267,8 @@ class _Producer:
         self.sent = 0
 
     def send(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, key=key, value=value, partition=partition,
-                                      on_delivery=lambda err, msg: err and self.failures.append(err))
-                break
-            except BufferError:
-                self.producer.poll(0.1)
+        produce_when_room(self.producer, topic, wait=0.1, key=key, value=value, partition=partition,
+                          on_delivery=lambda err, msg: err and self.failures.append(err))
         self.sent += 1
         self.producer.poll(0)
 

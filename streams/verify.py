@@ -34,6 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import topics
+from .topics import changelog_topic
 from .avro import Codec, DecodeError
 from .config import Settings
 from .domain.accounts import (
@@ -71,11 +72,6 @@ CUSTOMER_VIEWS = "customer_to_view"
 EMAIL_INDEX = "email_to_customer"
 VIEW_TABLES = (ACCOUNT_VIEWS, TRANSFER_VIEWS, CUSTOMER_VIEWS, EMAIL_INDEX)
 RAW_TEXT_TABLES = frozenset({EMAIL_INDEX})  # values are raw UTF-8, not Avro
-
-
-def changelog_topic(table: str) -> str:
-    """Faust's changelog topic of a table of the `streambank` app."""
-    return f"streambank-{table}-changelog"
 
 
 # The log ----------------------------------------------------------------------------------------
@@ -171,7 +167,8 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
 
     Raises `KafkaUnavailable` when the cluster does not answer or the read does not finish in `timeout`.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+    from .client import fatal_read_error
 
     codec = codec or Codec()
     deadline = time.monotonic() + timeout
@@ -224,9 +221,7 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
             for message in messages:
                 error = message.error()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    if error.fatal() or not error.retriable():
+                    if fatal_read_error(error):
                         raise KafkaUnavailable(f"error reading {message.topic()}: {error}")
                     continue
                 where = (message.topic(), message.partition())

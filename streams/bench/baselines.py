@@ -12,7 +12,7 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from .. import kafka_local
-from ..client import producer_config
+from ..client import produce_when_room, producer_config
 from .env import REPO, BenchEnv, children_cpu
 
 
@@ -92,12 +92,7 @@ def bare_loop(env: BenchEnv, topic: str, records: list[tuple[bytes, bytes]]) -> 
     thread.start()
     started = time.time()
     for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_when_room(producer, topic, key=key, value=value)
         producer.poll(0)
     producer.flush(60)
     produced = time.time()

@@ -11,7 +11,6 @@ disk in an aborted run, so over an hour for 4.25 million records. `--recover` do
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 import urllib.request
@@ -24,7 +23,7 @@ from confluent_kafka import Producer
 
 from .. import topics
 from ..avro import Codec
-from ..client import producer_config
+from ..client import produce_when_room, producer_config
 from ..domain import accounts
 from ..processing import (COMMAND_PREFIX, STATE_PREFIX, AccountProjector, CommandProcessor, CustomerProjector,
                           KeyPrefixed, Origin)
@@ -92,12 +91,7 @@ def write_changelogs(env: BenchEnv, tables: dict[str, dict], worker_dir: Path | 
             by_partition[topics.partition_for(raw_key, partitions)].append((raw_key, value))
         for partition, records in by_partition.items():
             for raw_key, value in records:
-                while True:
-                    try:
-                        producer.produce(topic, value=value, key=raw_key, partition=partition)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                produce_when_room(producer, topic, value=value, key=raw_key, partition=partition)
             written += len(records)
             if worker_dir is not None:
                 # A fresh topic's offsets start at 0: the last record of this partition is len - 1.

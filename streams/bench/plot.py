@@ -34,7 +34,7 @@ def collect(results_dir: Path) -> tuple[dict, dict]:
                     p99[f"{name} @{phase['rate_target_per_s'] or 'max'}/s"] = phase["latency"]["p99_ms"]
             continue
         systems = throughput.setdefault(label, {})
-        systems[f"streambank"] = _median(r["streambank"]["throughput_per_s"] for r in runs)
+        systems["streambank"] = _median(r["streambank"]["throughput_per_s"] for r in runs)
         for name in runs[0].get("baselines", {}):
             systems[name] = _median(r["baselines"][name].get("throughput_per_s") for r in runs)
     return throughput, p99

@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 
 from .. import progress, topics
 from ..avro import Codec
-from ..client import BankClient, producer_config
+from ..client import BankClient, produce_when_room, producer_config
 from ..domain import accounts
 from ..jsonio import new_id
 from . import baselines
@@ -392,7 +392,6 @@ def transfers(env: BenchEnv, options: Options, log=print) -> dict:
         env.stop_workers()
     result = {"workload": "transfers", "options": vars(options).copy(), "streambank": phase, "baselines": {}}
     if options.baselines:
-        size = 0
         records = []
         rng = random.Random(5)
         ids = [f"acc-x-{i}" for i in range(options.accounts)]
@@ -440,12 +439,7 @@ def _produce(env: BenchEnv, topic: str, records) -> float:
     producer = Producer(producer_config(env.settings))
     started = time.time()
     for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_when_room(producer, topic, key=key, value=value)
         producer.poll(0)
     producer.flush(120)
     return time.time() - started
