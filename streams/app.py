@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
@@ -11,6 +12,7 @@ import faust
 
 from . import topics
 from .avro import Codec
+from .batches import BatchedTable, coalesce
 from .config import Settings
 from .liveness import watch as watch_for_stalls
 from .privacy import KeyStore, purge_processed_commands
@@ -165,6 +167,8 @@ class Pipeline:
     stalled: list = field(default_factory=list)  # partitions with waiting work and no progress (liveness)
     metrics: Metrics | None = None
     generations: Registry = field(default_factory=Registry)  # which view generation is served
+    writers: dict[str, "BatchedTable"] = field(default_factory=dict)  # the agents' side of `tables`
+    handled: Counter = field(default_factory=Counter)  # agent → records handled (tests wait on it)
 
     def view(self, table: str):
         """A view table as the API reads it: the serving generation's entries, by their bare keys."""
@@ -191,11 +195,6 @@ ROCKSDB_OPTIONS = {
     "block_cache_compressed_size": 0,
     "max_open_files": 256,
 }
-
-
-def origin(event) -> Origin:
-    message = event.message
-    return Origin(message.topic, message.partition, message.offset)
 
 
 REDRIVE_AFTER_MS = 15_000
@@ -260,6 +259,49 @@ def key_text(event) -> str:
     return (event.key or b"").decode("utf-8", "replace")
 
 
+#: view → the tables its projecting agent writes (its entries, its statement, its handoff markers).
+TABLES_OF_VIEW = {view: tuple(t for t, v in VIEW_OF_TABLE.items() if v == view) for view in set(VIEW_OF_TABLE.values())}
+
+
+class Batch:
+    """One agent's handling of a batch: every record through `handle` with its tables at the
+    record's partition, then the tables flushed, then the records emitted (streams.batches)."""
+
+    def __init__(self, pipeline: "Pipeline", agent: str, handle, written: list[BatchedTable], emitter: Emitter,
+                 view: str | None = None):
+        self.pipeline = pipeline
+        self.agent = agent
+        self.handle = handle
+        self.is_async = asyncio.iscoroutinefunction(handle)
+        self.written = written
+        self.emitter = emitter
+        self.view = view  # the view table whose waiters (`?wait=`) hear of each key
+
+    async def run(self, events) -> None:
+        started = time.monotonic()
+        records: list[Outgoing] = []
+        written, handle = self.written, self.handle
+        for event in events:
+            message = event.message
+            partition = message.partition
+            for table in written:
+                table.partition = partition
+            out = handle(event.key, event.value, Origin(message.topic, partition, message.offset))
+            records.extend(await out if self.is_async else out)
+        producer = self.pipeline.app.producer
+        for table in written:
+            table.flush(producer)
+        await self.emitter.emit(coalesce(records))
+        pipeline = self.pipeline
+        pipeline.handled[self.agent] += len(events)
+        if self.view is not None:
+            notify = pipeline.waiters.notify
+            for event in events:
+                notify(self.view, key_text(event))
+        if pipeline.metrics is not None:
+            pipeline.metrics.batch_done(self.agent, time.monotonic() - started, events[-1].message.timestamp)
+
+
 def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emitter: Emitter | None = None,
          web: bool = True) -> Pipeline:
     """Declares every topic, table, agent and (with `web`) HTTP view on `app`."""
@@ -278,37 +320,39 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
                               deleting=False, acks=False, internal=True, maxsize=131_072, allow_empty=True)
         tables[name] = app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions,
                                  changelog_topic=changelog, help="customer id → AES key (streams.privacy)")
-    keystore = KeyStore(tables["customer_to_key"], settings.email_hash_key)
+    # What the agents write through: each table's single writer, batch by batch (streams.batches).
+    # The web views and timers read the Faust tables themselves.
+    writers = {name: BatchedTable(table) for name, table in tables.items()}
+    keystore = KeyStore(writers["customer_to_key"], settings.email_hash_key)
     forgets_to_purge: dict[tuple[str, int], int] = {}  # commands partition → offset of its last ForgetCustomer
 
-    def shred_and_purge(events) -> None:
+    def shred_and_purge(events, origin: Origin) -> None:
         keystore.shred(events)
-        event = faust.current_event()
-        if event is not None and any(isinstance(e, customers.CustomerForgotten) for e in events):
-            where = (event.message.topic, event.message.partition)
-            forgets_to_purge[where] = max(forgets_to_purge.get(where, -1), event.message.offset)
-    pipeline = Pipeline(app, settings, codec, faust_topics, tables, agents={})
+        if any(isinstance(e, customers.CustomerForgotten) for e in events):
+            where = (origin.topic, origin.partition)
+            forgets_to_purge[where] = max(forgets_to_purge.get(where, -1), origin.offset)
+    pipeline = Pipeline(app, settings, codec, faust_topics, tables, agents={}, writers=writers)
 
     def ledger(name: str) -> tuple[KeyPrefixed, KeyPrefixed]:
         """The state and dedup views of one command processor's table."""
-        return KeyPrefixed(tables[name], STATE_PREFIX), KeyPrefixed(tables[name], COMMAND_PREFIX)
+        return KeyPrefixed(writers[name], STATE_PREFIX), KeyPrefixed(writers[name], COMMAND_PREFIX)
     waiters = pipeline.waiters
 
     customer_commands = CommandProcessor(codec, customers, (topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES),
                                          topics.CUSTOMER_EVENTS, *ledger("customer_to_state"),
-                                         pending=tables["customer_to_pending_steps"],
+                                         pending=writers["customer_to_pending_steps"],
                                          prepare=keystore.prepare, applied=shred_and_purge)
     account_commands = CommandProcessor(codec, accounts, (topics.ACCOUNT_COMMANDS,), topics.ACCOUNT_EVENTS,
                                         *ledger("account_to_state"))
     transfer_commands = CommandProcessor(codec, transfers, (topics.TRANSFER_COMMANDS, topics.TRANSFER_REPLIES),
                                          topics.TRANSFER_EVENTS, *ledger("transfer_to_state"),
-                                         pending=tables["transfer_to_pending_steps"])
+                                         pending=writers["transfer_to_pending_steps"])
     email_commands = CommandProcessor(codec, emails, (topics.EMAIL_COMMANDS,), topics.EMAIL_EVENTS,
                                       *ledger("email_to_reservation"))
     generations = pipeline.generations
 
     def view_agent(view: str, make) -> ViewAgent:
-        return ViewAgent(view, tables, generations, codec, settings, make)
+        return ViewAgent(view, writers, generations, codec, settings, make)
     transfer_views = view_agent("transfers", lambda t: TransferProjector(codec, t("transfer_to_view")).project)
     account_views = view_agent("accounts", lambda t: AccountProjector(
         codec, t("account_to_view"), t("account_version_to_entry")).project)
@@ -321,64 +365,82 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         return app.topic(*(spec.name for spec in specs), key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw")
 
+    def batches(stream):
+        return stream.take_events(settings.batch_max, settings.batch_ms / 1000.0)
+
+    def batch_of(agent: str, handle, *written: str, view: str | None = None) -> Batch:
+        return Batch(pipeline, agent, handle, [writers[name] for name in written], emitter, view)
+
+    customer_batch = batch_of("process_customer_commands", customer_commands.process,
+                              "customer_to_state", "customer_to_pending_steps", "customer_to_key")
+    email_batch = batch_of("process_email_commands", email_commands.process, "email_to_reservation")
+    transfer_batch = batch_of("process_transfer_commands", transfer_commands.process,
+                              "transfer_to_state", "transfer_to_pending_steps")
+    account_batch = batch_of("process_account_commands", account_commands.process, "account_to_state")
+    transfer_view_batch = batch_of("project_transfers", transfer_views.handle, *TABLES_OF_VIEW["transfers"],
+                                   view="transfer_to_view")
+    account_view_batch = batch_of("project_accounts", account_views.handle, *TABLES_OF_VIEW["accounts"],
+                                  view="account_to_view")
+    customer_view_batch = batch_of("project_customers", customer_views.handle, *TABLES_OF_VIEW["customers"],
+                                   view="customer_to_view")
+    email_view_batch = batch_of("index_emails", email_views.handle, *TABLES_OF_VIEW["emails"],
+                                view="email_to_customer")
+    outcome_batch = batch_of("record_outcomes", outcome_views.handle, *TABLES_OF_VIEW["outcomes"],
+                             view="command_to_outcome")
+
     @app.agent(sources(topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES), concurrency=1)
     async def process_customer_commands(stream):
         """Decide customer commands into events and one outcome each; reserve emails first."""
-        async for event in stream.events():
-            await emitter.emit(customer_commands.process(event.key, event.value, origin(event)))
+        async for events in batches(stream):
+            await customer_batch.run(events)
 
     @app.agent(faust_topics[topics.EMAIL_COMMANDS.name], concurrency=1)
     async def process_email_commands(stream):
         """Reserve each email for exactly one customer."""
-        async for event in stream.events():
-            await emitter.emit(email_commands.process(event.key, event.value, origin(event)))
+        async for events in batches(stream):
+            await email_batch.run(events)
 
     @app.agent(sources(topics.TRANSFER_COMMANDS, topics.TRANSFER_REPLIES), concurrency=1)
     async def process_transfer_commands(stream):
         """Run each transfer's saga: initiate, then debit, credit or refund as the accounts answer."""
-        async for event in stream.events():
-            await emitter.emit(transfer_commands.process(event.key, event.value, origin(event)))
+        async for events in batches(stream):
+            await transfer_batch.run(events)
 
     @app.agent(sources(topics.TRANSFER_EVENTS, topics.VIEW_REBUILD), concurrency=1)
     async def project_transfers(stream):
         """Project transfer events into the transfer view."""
-        async for event in stream.events():
-            await emitter.emit(await transfer_views.handle(event.key, event.value, origin(event)))
-            waiters.notify("transfer_to_view", key_text(event))
+        async for events in batches(stream):
+            await transfer_view_batch.run(events)
 
     @app.agent(faust_topics[topics.ACCOUNT_COMMANDS.name], concurrency=1)
     async def process_account_commands(stream):
         """Decide account commands into events and one outcome each."""
-        async for event in stream.events():
-            await emitter.emit(account_commands.process(event.key, event.value, origin(event)))
+        async for events in batches(stream):
+            await account_batch.run(events)
 
     @app.agent(sources(topics.ACCOUNT_EVENTS, topics.VIEW_REBUILD), concurrency=1)
     async def project_accounts(stream):
         """Project account events into the account view and statement."""
-        async for event in stream.events():
-            await emitter.emit(await account_views.handle(event.key, event.value, origin(event)))
-            waiters.notify("account_to_view", key_text(event))
+        async for events in batches(stream):
+            await account_view_batch.run(events)
 
     @app.agent(sources(topics.CUSTOMER_EVENTS, topics.CUSTOMER_ACCOUNTS, topics.VIEW_REBUILD), concurrency=1)
     async def project_customers(stream):
         """Project customer events and account summaries into the customer view."""
-        async for event in stream.events():
-            await emitter.emit(await customer_views.handle(event.key, event.value, origin(event)))
-            waiters.notify("customer_to_view", key_text(event))
+        async for events in batches(stream):
+            await customer_view_batch.run(events)
 
     @app.agent(sources(topics.CUSTOMER_EMAILS, topics.VIEW_REBUILD), concurrency=1)
     async def index_emails(stream):
         """Index customers by email."""
-        async for event in stream.events():
-            await emitter.emit(await email_views.handle(event.key, event.value, origin(event)))
-            waiters.notify("email_to_customer", key_text(event))
+        async for events in batches(stream):
+            await email_view_batch.run(events)
 
     @app.agent(sources(topics.COMMAND_OUTCOMES, topics.VIEW_REBUILD), concurrency=1)
     async def record_outcomes(stream):
         """Record each command's outcome for queries and waits."""
-        async for event in stream.events():
-            await emitter.emit(await outcome_views.handle(event.key, event.value, origin(event)))
-            waiters.notify("command_to_outcome", key_text(event))
+        async for events in batches(stream):
+            await outcome_batch.run(events)
 
     pipeline.agents.update(
         process_customer_commands=process_customer_commands, process_account_commands=process_account_commands,

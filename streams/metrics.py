@@ -57,8 +57,8 @@ class Metrics:
             "bank_command_rejections", "Rejected commands by type and machine-readable reason.",
             ["command_type", "reason"], registry=registry)
         self.processing = Histogram(
-            "bank_agent_processing_seconds", "Time an agent spends on one record (decode, decide or project, "
-            "table writes, handing its records to the producer).", ["agent"], buckets=PROCESSING_BUCKETS,
+            "bank_agent_processing_seconds", "Time an agent spends on one batch of records (decode, decide or "
+            "project, table writes, handing its records to the producer).", ["agent"], buckets=PROCESSING_BUCKETS,
             registry=registry)
         self.emitted = Counter(
             "bank_records_emitted", "Records this worker produced and the broker acknowledged, by topic "
@@ -95,6 +95,13 @@ class Metrics:
 
     def processed(self, agent: str, seconds: float) -> None:
         self._child(self.processing, agent).observe(seconds)
+
+    def batch_done(self, agent: str, seconds: float, last_timestamp: float | None) -> None:
+        """An agent handled a batch; for a view agent, the last record's time is its view's freshness."""
+        self._child(self.processing, agent).observe(seconds)
+        view = VIEW_AGENTS.get(agent)
+        if view is not None and last_timestamp is not None:
+            self.last_applied[view] = last_timestamp
 
     def emitted_child(self, topic: str):
         return self._child(self.emitted, topic)
@@ -276,6 +283,8 @@ def instrument(pipeline, command_processors: Iterable = ()) -> Metrics:
     for processor in command_processors:
         processor.observe = metrics.command_outcome
     pipeline.app.sensors.add(MetricsSensor(metrics))
+    for writer in getattr(pipeline, "writers", {}).values():  # table changelogs sent in batches
+        writer.on_sent = lambda topic, count: metrics.emitted_child(topic).inc(count)
     agent_topics = {name: channel_topics(agent) for name, agent in pipeline.agents.items()}
     metrics.registry.register(PipelineCollector(pipeline.app, agent_topics, metrics))
     return metrics

@@ -29,6 +29,9 @@ class Outgoing:
     key: str
     value: bytes | None  # None: a tombstone (compacted topics only)
     headers: tuple[tuple[str, bytes], ...] | None = None
+    #: Set on records that state what one thing is now (an account's summary): of those with the same
+    #: topic and `latest_of`, a batch sends only its last (streams.batches.coalesce).
+    latest_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,7 @@ class CommandProcessor:
                  prepare: Callable | None = None, applied: Callable | None = None):
         self.codec = codec
         # Adapter hooks around the pure domain (streams.privacy for customers): `prepare(state, command)`
-        # may rewrite a new command before `decide` (sealing personal data); `applied(events)` runs after
+        # may rewrite a new command before `decide` (sealing personal data); `applied(events, origin)` runs after
         # its events are stored, and again when a redelivery re-emits them (deleting a forgotten key).
         self.prepare = prepare or (lambda state, command: command)
         self.applied = applied
@@ -153,7 +156,7 @@ class CommandProcessor:
         seen = self.processed.get(command.command_id)
         if seen is not None:
             self.observe(type(command).__name__, "DUPLICATE", None)
-            return self._replay(command.command_id, seen)
+            return self._replay(command.command_id, seen, origin)
 
         state_bytes = self.states.get(aggregate_id)
         state = self.codec.decode(state_bytes) if state_bytes is not None else None
@@ -185,7 +188,7 @@ class CommandProcessor:
         if new_state is not None:  # after the dedup records: see KeyPrefixed
             self.states[aggregate_id] = new_state
             if self.applied is not None:
-                self.applied(result)
+                self.applied(result, origin)
         if self.pending is not None:
             if follow_ups:
                 self.pending[aggregate_id] = self.codec.encode(PendingSteps(commands=processed.commands, issued_at=at))
@@ -217,16 +220,25 @@ class CommandProcessor:
             out.append(Outgoing(topics.COMMAND_OUTCOMES.name, outcome_id, processed.outcome))
         return out
 
-    def _replay(self, command_id: str, seen: bytes) -> list[Outgoing]:
+    def _replay(self, command_id: str, seen: bytes, origin: Origin) -> list[Outgoing]:
         processed: ProcessedCommand = self.codec.decode(seen)
         # Write both entries again: if the first writes reached local RocksDB but not the
         # changelog before a crash, this puts them on the changelog too.
         self.processed[command_id] = seen
         state_bytes = self.states.get(processed.aggregate_id)
-        if state_bytes is not None:
+        events = [self.codec.decode(e) for e in processed.events]
+        state = self.codec.decode(state_bytes) if state_bytes is not None else None
+        behind = [e for e in events if e.version > (state.version if state else 0)]
+        if behind:
+            # The dedup record reached the changelog but the state written after it did not (a crash
+            # between the two): apply the recorded events, never deciding again.
+            for event in behind:
+                state = self.evolve(state, event)
+            self.states[processed.aggregate_id] = self.codec.encode(state)
+        elif state_bytes is not None:
             self.states[processed.aggregate_id] = state_bytes
-        if self.applied is not None and processed.events:
-            self.applied(tuple(self.codec.decode(e) for e in processed.events))
+        if self.applied is not None and events:
+            self.applied(tuple(events), origin)
         outcome_id = self.codec.decode(processed.outcome).command_id if processed.outcome else None
         return self._records(processed, [self.codec.decode(c) for c in processed.commands], outcome_id)
 
@@ -268,12 +280,13 @@ class AccountProjector:
             if current is not None and event.version == current.version:
                 restate(self.account_views, event.aggregate_id)
                 return [Outgoing(topics.CUSTOMER_ACCOUNTS.name, current.customer_id,
-                                 self.codec.encode(views.summarize(current)))]
+                                 self.codec.encode(views.summarize(current)), latest_of=current.account_id)]
             return []
         view = views.project_account(current, event)
         self.account_views[view.account_id] = self.codec.encode(view)
         self.history[history_key(view.account_id, view.version)] = self.codec.encode(views.history_entry(view, event))
-        return [Outgoing(topics.CUSTOMER_ACCOUNTS.name, view.customer_id, self.codec.encode(views.summarize(view)))]
+        return [Outgoing(topics.CUSTOMER_ACCOUNTS.name, view.customer_id, self.codec.encode(views.summarize(view)),
+                         latest_of=view.account_id)]
 
 
 def history_key(account_id: str, version: int) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import threading
 import time
 from typing import Any, Awaitable, Optional
@@ -27,6 +28,8 @@ from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 from faust.types.tuples import TP, RecordMetadata
 
 FLUSH_TIMEOUT_S = 120.0
+
+log = logging.getLogger(__name__)
 
 
 class RdProducer(AIOKafkaDriverProducer):
@@ -112,6 +115,36 @@ class RdProducer(AIOKafkaDriverProducer):
             except BufferError:  # full: let librdkafka drain, then try again
                 rd.poll(0.005)
 
+    def produce_batch(self, topic: str, partition: int, entries: list, acknowledged) -> bool:
+        """Hands one partition's records (key, value; None is a tombstone) to librdkafka at once.
+
+        `acknowledged(offset of the last)` runs on the event loop once the broker has them all (one
+        partition's records are acknowledged in order, so the last one's answer covers the rest). A
+        refused record fails the next `flush`, and so the commit. Returns False when this producer is
+        not sending through librdkafka (yet).
+        """
+        rd = self._rd
+        if rd is None:
+            return False
+        last = len(entries) - 1
+        note_failure = self._note_failure
+        on_last = _Acknowledged(acknowledged)
+        for index, (key, value) in enumerate(entries):
+            on_delivery = note_failure if index < last else (
+                lambda err, msg, waiter=on_last: self._delivered.append((waiter, err, msg)))
+            while True:
+                try:
+                    rd.produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
+                    break
+                except BufferError:  # full: let librdkafka drain, then try again
+                    rd.poll(0.005)
+        return True
+
+    def _note_failure(self, err, msg) -> None:
+        # librdkafka's threads call this; a list append needs no lock.
+        if err is not None:
+            self._failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+
     async def send_and_wait(self, topic, key, value, partition, timestamp, headers, *,
                             transactional_id: Optional[str] = None) -> RecordMetadata:
         future = await self.send(topic, key, value, partition, timestamp, headers,
@@ -168,6 +201,15 @@ class RdProducer(AIOKafkaDriverProducer):
         sensors = self.app.sensors
         while delivered:
             waiter, err, msg = delivered.popleft()
+            if type(waiter) is _Acknowledged:  # produce_batch
+                if err is not None:
+                    self._failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+                else:
+                    try:
+                        waiter.callback(msg.offset())
+                    except Exception:  # bookkeeping only: never lose the other deliveries over it
+                        log.exception("after a changelog batch was acknowledged")
+                continue
             untracked = not isinstance(waiter, asyncio.Future)  # produce_now: the sensors' state instead
             if not untracked and waiter.done():
                 continue
@@ -185,6 +227,15 @@ class RdProducer(AIOKafkaDriverProducer):
                 sensors.on_send_completed(self, waiter, metadata)
             else:
                 waiter.set_result(metadata)
+
+
+class _Acknowledged:
+    """What `produce_batch` waits on: a callback, told the offset of the batch's last record."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback):
+        self.callback = callback
 
 
 def producer_class(rd_config: dict) -> type[RdProducer]:

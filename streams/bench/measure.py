@@ -1,6 +1,7 @@
 """Reading effects straight from Kafka (confluent-kafka, not HTTP) and turning them into figures."""
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 import uuid
@@ -62,6 +63,11 @@ class EffectReader:
         self.lock = threading.Condition()
         self.latest: dict[str, object] = {}                 # key -> latest decoded view
         self.view_time: dict[tuple[str, int], int] = {}     # (key, version) -> first broker timestamp, ms
+        # Per key, the increasing versions its view was written with and when: a view written once per
+        # batch skips versions (the later one includes the earlier effects), so effects are looked up
+        # as "the first version at or past it" (`visible_at`).
+        self._versions: dict[str, list[int]] = {}
+        self._times: dict[str, list[int]] = {}
         self.terminal_time: dict[str, int] = {}             # transfer id -> when its view became terminal
         self.view_records = 0
         self.outcomes: Counter = Counter()                   # (command type, status) -> count
@@ -102,6 +108,12 @@ class EffectReader:
             self.latest[key] = view
             ts = message.timestamp()[1]
             self.view_time.setdefault((key, view.version), ts)
+            versions = self._versions.get(key)
+            if versions is None:
+                self._versions[key], self._times[key] = [view.version], [ts]
+            elif view.version > versions[-1]:
+                versions.append(view.version)
+                self._times[key].append(ts)
             state = getattr(view, "state", None)
             if state in TERMINAL:
                 self.terminal_time.setdefault(key, ts)
@@ -126,6 +138,14 @@ class EffectReader:
             if event.event_id not in self.event_ids:
                 self.event_ids.add(event.event_id)
                 self.event_counts[type(event).__name__] += 1
+
+    def visible_at(self, key: str, version: int) -> int | None:
+        """When (broker ms) the view of `key` first showed `version` or a later one; None if not yet."""
+        versions = self._versions.get(key)
+        if not versions:
+            return None
+        index = bisect.bisect_left(versions, version)
+        return self._times[key][index] if index < len(versions) else None
 
     def wait_for(self, condition, timeout: float, what: str = "effects") -> float:
         """Blocks until `condition()` holds (checked under the lock); returns the time.time() it held."""

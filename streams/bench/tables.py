@@ -61,7 +61,7 @@ def render(path: Path) -> str:
         out += ["", "| ratio (same run) | median | every run |", "|---|---|---|"]
         out += [f"| {k} | {fmt(med(v), 4)} | {', '.join(fmt(x, 4) for x in v)} |" for k, v in ratios.items()]
     counts_keys = ("commands", "accepted", "rejected", "events", "event_records", "terminal", "states",
-                   "views_missing_a_version", "view_records", "views_match_fold", "balance_total",
+                   "effects_never_visible", "view_records", "views_match_fold", "balance_total",
                    "expected_balance_total")
     for r in runs:
         phases = r["streambank"] if isinstance(r["streambank"], list) else [r["streambank"]]

@@ -96,7 +96,7 @@ class DepositDriver:
 
         def opened():
             for account_id in list(pending):
-                if (account_id, 1) in reader.view_time:
+                if reader.visible_at(account_id, 1) is not None:
                     pending.discard(account_id)
             return not pending
         reader.wait_for(opened, self.timeout, "opened accounts")
@@ -129,14 +129,14 @@ class DepositDriver:
 
         def done():
             for account_id in list(pending):
-                if (account_id, final[account_id]) in reader.view_time:
+                if reader.visible_at(account_id, final[account_id]) is not None:
                     pending.discard(account_id)
             return (not pending and reader.outcomes[("Deposit", "ACCEPTED")] - accepted0 >= count
                     and reader.event_counts["MoneyDeposited"] - events0 >= count)
         observed = reader.wait_for(done, self.timeout, f"{count} deposits")
         cpu1 = self.meter.snapshot()
         with reader.lock:
-            view_ms = {key: reader.view_time.get(key) for key in sent_ms}
+            view_ms = {key: reader.visible_at(*key) for key in sent_ms}
             balance_total = sum(reader.latest[a].balance for a in self.account_ids)
             accepted = reader.outcomes[("Deposit", "ACCEPTED")] - accepted0
             rejected = reader.outcomes[("Deposit", "REJECTED")]
@@ -148,7 +148,7 @@ class DepositDriver:
         duration = last_ms / 1000 - started
         return {
             "commands": count, "rate_target_per_s": rate, "accepted": accepted, "rejected": rejected,
-            "events": events, "event_records": event_records, "views_missing_a_version": len(missing),
+            "events": events, "event_records": event_records, "effects_never_visible": len(missing),
             "balance_total": str(balance_total), "expected_balance_total": str(sum(self.balances.values())),
             "duration_s": round(duration, 3), "send_duration_s": round(sent - started, 3),
             "throughput_per_s": round(count / duration, 1), "send_per_s": round(count / max(sent - started, 1e-9), 1),
@@ -336,7 +336,7 @@ def transfers(env: BenchEnv, options: Options, log=print) -> dict:
                 client.open_account(customer_of(index, run), "bench", initial, account_id=account_id)
                 shown.tick()
             client.flush(options.timeout)
-        reader.wait_for(lambda: all((a, 1) in reader.view_time for a in account_ids), options.timeout,
+        reader.wait_for(lambda: all(reader.visible_at(a, 1) is not None for a in account_ids), options.timeout,
                         "opened accounts")
         rng = random.Random(11)
         transfer_ids = [f"tr-{run}-{i}" for i in range(options.count)]
@@ -366,7 +366,7 @@ def transfers(env: BenchEnv, options: Options, log=print) -> dict:
                 expected[view.to_account_id] += 1
             elif view.state == "REFUNDED":
                 expected[view.from_account_id] += 2
-        reader.wait_for(lambda: all((a, v) in reader.view_time for a, v in expected.items()), options.timeout,
+        reader.wait_for(lambda: all(reader.visible_at(a, v) is not None for a, v in expected.items()), options.timeout,
                         "account views")
         with reader.lock:
             balance_total = sum(reader.latest[a].balance for a in account_ids)
@@ -467,7 +467,7 @@ def replay(env: BenchEnv, options: Options, log=print) -> dict:
 
         def rebuilt():
             for account_id in list(pending):
-                if (account_id, versions[account_id]) in reader.view_time:
+                if reader.visible_at(account_id, versions[account_id]) is not None:
                     pending.discard(account_id)
             return not pending
         observed = reader.wait_for(rebuilt, options.timeout, "rebuilt views")

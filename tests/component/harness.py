@@ -42,9 +42,19 @@ class RecordingEmitter:
 class AgentDriver:
     """Puts records into one running agent and returns what that put emitted."""
 
-    def __init__(self, bank: "Bank", context):
+    def __init__(self, bank: "Bank", name: str, context):
         self.bank = bank
+        self.name = name
         self.context = context
+
+    async def _handled(self, count: int) -> None:
+        """Agents take records in batches: Faust's test context answers a put once the record is in
+        the agent's stream, so wait until the agent has handled it (and emitted what it makes)."""
+        handled = self.bank.pipeline.handled
+        while handled[self.name] < count:
+            if self.context._crash_reason:
+                raise self.context._crash_reason
+            await asyncio.sleep(0.001)
 
     async def put(self, key: str | bytes | None, value: Any, *, topic: str | None = None) -> list[Outgoing]:
         """`topic` names the source topic the record seems to come from; without it, Faust names the
@@ -55,6 +65,7 @@ class AgentDriver:
         else:
             raw_value = bytes(value if isinstance(value, (bytes, bytearray)) else self.bank.codec.encode(value))
         before = len(self.bank.emitted)
+        count = self.bank.pipeline.handled[self.name] + 1
         if topic is None:
             await self.context.put(key=raw_key, value=raw_value)
         else:
@@ -70,6 +81,7 @@ class AgentDriver:
                 await self.context.put(key=raw_key, value=raw_value)
             finally:
                 del self.context.to_message
+        await self._handled(count)
         return self.bank.emitted[before:]
 
 
@@ -100,7 +112,7 @@ class Bank:
     @asynccontextmanager
     async def agent(self, name: str):
         async with self.pipeline.agents[name].test_context() as context:
-            yield AgentDriver(self, context)
+            yield AgentDriver(self, name, context)
 
     def raw(self, table: str, key: str) -> bytes | None:
         """`table[key]`; a command processor's state and dedup records share one table under prefixes,

@@ -55,7 +55,7 @@ def test_deposits_with_every_baseline(bench_env):
                 *(() if KSTREAMS else ("--no-kstreams",)))
     phase = run["streambank"]
     assert phase["commands"] == phase["accepted"] == phase["events"] == 60
-    assert phase["views_missing_a_version"] == 0
+    assert phase["effects_never_visible"] == 0
     assert Decimal(phase["balance_total"]) == Decimal(phase["expected_balance_total"]) == Decimal("60.00")
     assert phase["latency"]["count"] == 60
     assert {"bench", "worker-1"} <= set(phase["cpu_s"])
