@@ -26,7 +26,7 @@ class Settings:
     #: Agents take up to this many records at a time (Faust's `take_events`) ...
     batch_max: int = 500
     #: ... waiting at most this long for a batch to fill: the latency a quiet pipeline pays per hop.
-    batch_ms: float = 2.0
+    batch_ms: float = 10.0
     #: The secret of the emails' keyed hash (streams.privacy); the default is for development only.
     email_hash_key: bytes = b"streambank-dev-email-hash-key"
 
@@ -48,7 +48,7 @@ class Settings:
             producer=env.get("BANK_PRODUCER", "librdkafka"),
             linger_ms=int(env.get("BANK_PRODUCER_LINGER_MS", "5")),
             batch_max=int(env.get("BANK_BATCH_MAX", "500")),
-            batch_ms=float(env.get("BANK_BATCH_MS", "2")),
+            batch_ms=float(env.get("BANK_BATCH_MS", "10")),
             email_hash_key=env.get("BANK_EMAIL_HASH_KEY", "streambank-dev-email-hash-key").encode("utf-8"),
         )
 
