@@ -99,11 +99,21 @@ def read_pointer(settings: Settings, timeout: float = 15.0) -> Pointer:
         if topics.VIEW_GENERATIONS.name not in metadata.topics:
             return Pointer()
         tp = TopicPartition(topics.VIEW_GENERATIONS.name, POINTER_PARTITION)
-        low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+                break
+            except KafkaException as exc:
+                # A topic created a moment ago on a broker that just started may not have its leader
+                # yet (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE): transient, so ask again.
+                if time.monotonic() > deadline:
+                    raise PointerUnavailable(f"cannot read {tp.topic}: {exc}") from None
+                time.sleep(0.2)
         if high <= low:
             return Pointer()
         consumer.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)])
-        latest, deadline = None, time.monotonic() + timeout
+        latest = None
         while time.monotonic() < deadline:
             for message in consumer.consume(500, timeout=0.5):
                 if message.error() is None and message.key() == POINTER_KEY:

@@ -199,6 +199,30 @@ class BenchEnv:
         return []
 
     # -- topics -------------------------------------------------------------------------------
+    def _delete_groups(self, admin: AdminClient, timeout: float = 60.0) -> None:
+        """Deletes the pipeline's consumer groups, asking again while the broker cannot answer yet.
+
+        A broker just started on an existing data directory answers COORDINATOR_LOAD_IN_PROGRESS for a
+        while. A group left behind keeps its committed offsets, and on the recreated (shorter) topics
+        they point past the end: the workers would then wait there and never process the new records.
+        """
+        from confluent_kafka import KafkaError, KafkaException
+        pending, deadline = list(GROUPS), time.monotonic() + timeout
+        while pending:
+            failed = []
+            for group, future in admin.delete_consumer_groups(pending, request_timeout=30).items():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
+                        failed.append((group, exc))
+            if not failed:
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"could not delete the consumer groups: {failed}")
+            pending = [group for group, _ in failed]
+            time.sleep(0.5)
+
     def reset_topics(self) -> None:
         """Deletes every bank.*, streambank-* and bench.* topic and the pipeline's consumer groups, then
         creates the topics again, empty: the clean, known state each workload starts from."""
@@ -214,14 +238,7 @@ class BenchEnv:
                     future.result()
                 except Exception:
                     pass
-        try:
-            for future in admin.delete_consumer_groups(list(GROUPS), request_timeout=30).values():
-                try:
-                    future.result()
-                except Exception:
-                    pass
-        except Exception:
-            pass
+        self._delete_groups(admin)
         deadline = time.monotonic() + 60
         while set(ours) & set(admin.list_topics(timeout=30).topics):
             if time.monotonic() > deadline:
