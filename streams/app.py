@@ -6,7 +6,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 
 import faust
 
@@ -169,6 +169,8 @@ class Pipeline:
     generations: Registry = field(default_factory=Registry)  # which view generation is served
     writers: dict[str, "BatchedTable"] = field(default_factory=dict)  # the agents' side of `tables`
     handled: Counter = field(default_factory=Counter)  # agent → records handled (tests wait on it)
+    #: Told of an unexpected error in a batch before it propagates (the worker stops at once: see Batch.run).
+    on_batch_failure: Callable[[str, BaseException], None] | None = None
 
     def view(self, table: str):
         """A view table as the API reads it: the serving generation's entries, by their bare keys."""
@@ -278,6 +280,18 @@ class Batch:
         self.view = view  # the view table whose waiters (`?wait=`) hear of each key
 
     async def run(self, events) -> None:
+        try:
+            await self._run(events)
+        except Exception as exc:
+            # Faust acks a batch's events even when the agent fails on it (take_events' `finally`),
+            # and would then commit past records never processed. Bad input is not an error here (it
+            # becomes a dead letter or a rejection); anything else is a bug, and the worker stops
+            # before that commit, so the batch is processed again on restart.
+            if self.pipeline.on_batch_failure is not None:
+                self.pipeline.on_batch_failure(self.agent, exc)
+            raise
+
+    async def _run(self, events) -> None:
         started = time.monotonic()
         records: list[Outgoing] = []
         written, handle = self.written, self.handle

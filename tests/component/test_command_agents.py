@@ -576,3 +576,21 @@ async def test_a_customer_refused_its_email_keeps_no_key(bank):
 
     assert bank.raw("customer_to_key", "C2") is None
     assert bank.raw("customer_to_key", "C1") is not None
+
+
+@scenario
+async def test_an_unexpected_error_in_a_batch_is_reported_before_anything_of_the_batch_can_be_committed(
+        bank, monkeypatch):
+    # In a worker the report stops the process at once (streams.worker.stop_at_once): Faust acks a
+    # batch even when its agent fails, and must not get to commit it.
+    from streams.processing import CommandProcessor
+
+    def broken(self, key, value, origin):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(CommandProcessor, "process", broken)  # before the pipeline is wired
+    failures = []
+    bank.pipeline.on_batch_failure = lambda agent, exc: failures.append((agent, str(exc)))
+    async with bank.agent(ACCOUNTS) as agent:
+        with pytest.raises(RuntimeError, match="a bug"):
+            await agent.put("A", open_account())
+    assert failures == [(ACCOUNTS, "a bug")]
