@@ -293,6 +293,7 @@ class Batch:
 
     async def _run(self, events) -> None:
         started = time.monotonic()
+        pipeline = self.pipeline
         records: list[Outgoing] = []
         written, handle = self.written, self.handle
         for event in events:
@@ -302,11 +303,10 @@ class Batch:
                 table.partition = partition
             out = handle(event.key, event.value, Origin(message.topic, partition, message.offset))
             records.extend(await out if self.is_async else out)
-        producer = self.pipeline.app.producer
+        producer = pipeline.app.producer
         for table in written:
             table.flush(producer)
         await self.emitter.emit(coalesce(records))
-        pipeline = self.pipeline
         pipeline.handled[self.agent] += len(events)
         if self.view is not None:
             notify = pipeline.waiters.notify
@@ -350,7 +350,6 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
     def ledger(name: str) -> tuple[KeyPrefixed, KeyPrefixed]:
         """The state and dedup views of one command processor's table."""
         return KeyPrefixed(writers[name], STATE_PREFIX), KeyPrefixed(writers[name], COMMAND_PREFIX)
-    waiters = pipeline.waiters
 
     customer_commands = CommandProcessor(codec, customers, (topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES),
                                          topics.CUSTOMER_EVENTS, *ledger("customer_to_state"),

@@ -2,14 +2,15 @@
 
 Why: per record, a Faust table write costs a changelog future, a hop through Faust's producer
 buffer, a delivery callback and a RocksDB write of the persisted offset; per record, an agent's
-`async for` costs an await and an ack round. Together that was a good third of a worker's time.
+`async for` costs an await and an ack round (about 11 % and 9 % of a worker's main thread in the
+session-2 profile, bench/results/deposits-profile-s2.txt).
 A batch instead writes each table partition's entries into RocksDB as one WriteBatch and hands
 their changelog records to librdkafka in one go, with one callback per partition.
 
 Two things change with batches, both handled here:
 - Faust's `current_event()` no longer names the record being processed, and Faust's tables pick
   the partition (RocksDB database and changelog partition) from it. So every write of a batch goes
-  through a `BatchedTable`, told the partition of each record by the loop (`run_batch`).
+  through a `BatchedTable`, told the partition of each record by the loop (`streams.app.Batch`).
 - Writes are buffered until the batch ends. Reads see them (a command processed earlier in the
   same batch is a duplicate), and a key written twice is written once, last: in changelog order
   each key sits at its last write, so a processor's dedup record still precedes the state that
@@ -20,15 +21,12 @@ before its events are acked, and Faust flushes the producer before committing an
 """
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
-from typing import Callable, Iterable, Iterator, MutableMapping
+from typing import Callable, Iterator, MutableMapping
 
 from faust.types import TP
 
 from .processing import Outgoing
-
-log = logging.getLogger(__name__)
 
 
 class BatchedTable(MutableMapping):
@@ -42,12 +40,8 @@ class BatchedTable(MutableMapping):
 
     def __init__(self, table):
         self.table = table
-        self.partition: int | None = None  # of the record being processed; set by `run_batch`
+        self.partition: int | None = None  # of the record being processed; set by `streams.app.Batch`
         self._pending: dict[tuple[int, bytes], bytes | None] = {}
-
-    @property
-    def name(self) -> str:
-        return self.table.name
 
     # -- reads ------------------------------------------------------------------------------------
     def get(self, key: str, default=None):
@@ -164,8 +158,3 @@ def coalesce(records: list[Outgoing]) -> list[Outgoing]:
     if not last:
         return records
     return [r for i, r in enumerate(records) if r.latest_of is None or last[(r.topic, r.latest_of)] == i]
-
-
-def flush_all(tables: Iterable[BatchedTable], producer) -> None:
-    for table in tables:
-        table.flush(producer)

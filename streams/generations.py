@@ -113,7 +113,7 @@ def read_pointer(settings: Settings, timeout: float = 15.0) -> Pointer:
         if high <= low:
             return Pointer()
         consumer.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)])
-        latest = None
+        latest, deadline = None, time.monotonic() + timeout
         while time.monotonic() < deadline:
             for message in consumer.consume(500, timeout=0.5):
                 if message.error() is None and message.key() == POINTER_KEY:

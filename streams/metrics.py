@@ -6,9 +6,10 @@ label children cached in plain dicts; everything derived from the consumer (lag,
 readiness) is computed when Prometheus scrapes.
 
 Hooks, all installed by `instrument` (called once from `streams.app.wire`):
-- a Faust sensor: processing latency per agent (stream event in → out), records sent per topic
-  (counted when the broker acknowledged them), send errors, dead letters by source topic, and the
-  record time of the last event each view applied;
+- `Metrics.batch_done`, called by each agent's batch (streams.app.Batch): processing time per agent
+  and batch, and the record time of the last event each view applied;
+- a Faust sensor: records sent per topic (counted when the broker acknowledged them), send errors and
+  dead letters by source topic; `BatchedTable.on_sent` counts the table changelogs sent in batches;
 - `CommandProcessor.observe`: every outcome decided (command type × ACCEPTED / REJECTED, rejections
   by reason) and every redelivered command answered from the dedup table (DUPLICATE);
 - an aiohttp middleware (`register_metrics`): HTTP requests by method, route template and status.
@@ -93,9 +94,6 @@ class Metrics:
         if reason:
             self._child(self.rejections, command_type, reason).inc()
 
-    def processed(self, agent: str, seconds: float) -> None:
-        self._child(self.processing, agent).observe(seconds)
-
     def batch_done(self, agent: str, seconds: float, last_timestamp: float | None) -> None:
         """An agent handled a batch; for a view agent, the last record's time is its view's freshness."""
         self._child(self.processing, agent).observe(seconds)
@@ -120,39 +118,14 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def agent_name(stream) -> str:
-    """`streams.app.process_account_commands` → `process_account_commands`."""
-    prefix = getattr(stream, "prefix", "") or ""
-    return prefix.rsplit(".", 1)[-1] or "stream"
-
-
 class MetricsSensor(faust.Sensor):
-    """Faust calls these for every record; each does a dict lookup and a counter or histogram update."""
+    """Faust calls these for every record sent; each does a dict lookup and a counter update. (Agents
+    take batches, so Faust's per-event stream hooks never see one processed: see `Metrics.batch_done`.)"""
 
     def __init__(self, metrics: Metrics, **kwargs):
         super().__init__(**kwargs)
         self.metrics = metrics
-        self._agents: dict[str, tuple] = {}  # stream prefix → (histogram child, view or None)
         self._topics: dict[str, tuple] = {}  # topic → (topic, emitted counter child): the send's state
-
-    def on_stream_event_in(self, tp, offset, stream, event):
-        return time.monotonic()
-
-    def on_stream_event_out(self, tp, offset, stream, event, state=None):
-        if state is None:
-            return
-        prefix = stream.prefix
-        known = self._agents.get(prefix)
-        if known is None:
-            agent = agent_name(stream)
-            known = self._agents[prefix] = (self.metrics._child(self.metrics.processing, agent),
-                                            VIEW_AGENTS.get(agent))
-        histogram, view = known
-        histogram.observe(time.monotonic() - state)
-        if view is not None:
-            timestamp = event.message.timestamp
-            if timestamp is not None:
-                self.metrics.last_applied[view] = timestamp
 
     def on_send_initiated(self, producer, topic, message, keysize, valsize):
         if topic == topics.DEADLETTER.name:

@@ -2,7 +2,8 @@
 RocksDB WriteBatch and one acknowledgement per partition; and coalescing superseded records."""
 from __future__ import annotations
 
-import asyncio
+import collections
+import threading
 from decimal import Decimal
 
 import pytest
@@ -200,7 +201,7 @@ def test_given_a_dedup_record_whose_state_write_was_lost_when_the_command_comes_
 def test_given_a_batch_of_records_when_produced_through_librdkafka_then_only_the_last_carries_the_acknowledgement():
     producer = RdProducer.__new__(RdProducer)
     producer._failures = []
-    producer._delivered = __import__("collections").deque()
+    producer._delivered = collections.deque()
     produced = []
 
     class Rd:
@@ -228,7 +229,7 @@ def test_given_a_batch_of_records_when_produced_through_librdkafka_then_only_the
     produced[0][4]("broker said no", Message(7))  # a refused record fails the next flush
     produced[1][4](None, Message(8))
     producer._event_loop = None
-    producer._wakeup_lock = __import__("threading").Lock()
+    producer._wakeup_lock = threading.Lock()
     producer._wakeup_scheduled = False
     producer.app = type("App", (), {"sensors": None})()
     producer._resolve_delivered()

@@ -57,23 +57,12 @@ def test_label_children_are_created_once_and_then_reused():
     assert metrics._children == children
 
 
-def stream(name: str):
-    return SimpleNamespace(prefix=f"streams.app.{name}")
-
-
-def event(timestamp: float | None = 1_700_000_000.5):
-    return SimpleNamespace(message=SimpleNamespace(timestamp=timestamp))
-
-
-def test_the_sensor_times_each_record_per_agent_and_remembers_what_each_view_applied_last():
+def test_each_batch_is_timed_per_agent_and_a_view_remembers_the_last_record_it_applied():
     metrics = Metrics(process=False)
-    sensor = MetricsSensor(metrics)
-    tp = TP("bank.accounts.events", 0)
     for _ in range(3):
-        state = sensor.on_stream_event_in(tp, 1, stream("project_accounts"), event())
-        sensor.on_stream_event_out(tp, 1, stream("project_accounts"), event(), state)
-    state = sensor.on_stream_event_in(tp, 1, stream("process_account_commands"), event())
-    sensor.on_stream_event_out(tp, 1, stream("process_account_commands"), event(), state)
+        metrics.batch_done("project_accounts", 0.002, 1_700_000_000.5)
+    metrics.batch_done("process_account_commands", 0.001, 1_700_000_001.0)
+    metrics.batch_done("project_transfers", 0.001, None)
     assert value(metrics, "bank_agent_processing_seconds_count", agent="project_accounts") == 3
     assert value(metrics, "bank_agent_processing_seconds_count", agent="process_account_commands") == 1
     assert metrics.last_applied == {"account_to_view": 1_700_000_000.5}
