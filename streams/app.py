@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
 import faust
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer as AIOKafkaDriverConsumer
 
 from . import topics
 from .avro import Codec
@@ -19,8 +21,8 @@ from .privacy import KeyStore, purge_processed_commands
 from .domain import accounts, customers, emails, transfers
 from .generations import VIEW_OF_TABLE, Registry, prefix
 from .metrics import Metrics, instrument
+from .transactions import PartitionEffects, Transactions
 from .view_generations import ViewAgent
-from faust.types import TP
 
 from .processing import (
     AccountProjector,
@@ -52,12 +54,13 @@ def create_app(settings: Settings, **overrides) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",  # faust #651: never skip history on a new group
-        processing_guarantee=settings.processing_guarantee,  # exactly-once effects come from our own dedup
+        # Faust's own exactly_once is broken (topology.md, "Exactly-once"): ours is streams.transactions.
+        processing_guarantee="at_least_once",
         producer_acks=-1,
         # A few ms of linger turns one produce request per record into one per batch: the broker,
         # on the same two cores, otherwise spends more CPU per command than the worker.
         producer_linger=settings.linger_ms / 1000.0,
-        broker_commit_every=1000,
+        broker_commit_every=1000,  # Faust's commits only trim its ack bookkeeping (TransactionalConsumer)
         broker_commit_interval=0.5,
         broker_max_poll_records=500,  # robinhood/faust#402: smaller polls keep rebalances moving
         # A worker killed with -9 leaves the group after this long; its partitions then move.
@@ -81,51 +84,150 @@ def create_app(settings: Settings, **overrides) -> faust.App:
         autodiscover=False,
     )
     config.update(overrides)
-    app = BankApp(topics.APP_ID, **config)
-    if settings.producer == "librdkafka" and settings.processing_guarantee == "at_least_once":
-        from .client import producer_config
-        app.rd_producer_config = producer_config(settings, **{
-            "linger.ms": settings.linger_ms, "compression.type": "none", "client.id": f"{topics.APP_ID}-worker"})
-    return app
+    return BankApp(topics.APP_ID, **config)
+
+
+class ReadCommittedThread(AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread, reading only committed records (agents, recovery, standbys).
+
+    Faust sets read_committed only under its own `exactly_once`, which also makes its highwaters the
+    consumer's last stable offsets, unknown (None, so "nothing to recover") until a fetch returns.
+    """
+
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # AIOKafkaConsumer hands it to its fetcher at start
+        return consumer
+
+
+class TransactionalConsumer(AIOKafkaDriverConsumer):
+    """Faust's consumer that never commits offsets: they are committed with each batch's effects, in
+    its transaction (streams.transactions). Faust's commit rounds still trim its ack bookkeeping."""
+
+    def _new_consumer_thread(self):
+        return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
+        self._committed_offset.update(offsets)
+        return True
 
 
 class BankApp(faust.App):
-    """Faust's App, with its producer optionally sending through librdkafka (streams.rdproducer)."""
+    """Faust's App with the transactional tasks (streams.transactions) told of every rebalance."""
 
-    rd_producer_config: dict | None = None
+    transactions: "Transactions | None" = None
 
-    def _new_producer(self):
-        if self.rd_producer_config is None:
-            return super()._new_producer()
-        from .rdproducer import producer_class
-        return producer_class(self.rd_producer_config)(self.transport, loop=self.loop, beacon=self.beacon)
+    def _new_consumer(self):
+        self.transport.Consumer = TransactionalConsumer
+        return super()._new_consumer()
+
+    async def _on_partitions_revoked(self, revoked) -> None:
+        if self.transactions is not None and not self.should_stop:
+            try:
+                await self.transactions.on_revoked(revoked)
+            except Exception as exc:
+                await self.crash(exc)
+                return
+        await super()._on_partitions_revoked(revoked)
+
+    async def _on_partitions_assigned(self, assigned, generation_id: int = 0) -> None:
+        # Before Faust recovers tables and seeks to committed offsets: init_transactions fences the
+        # previous owner first, so what recovery and the seek read is final.
+        if self.transactions is not None and not self.should_stop:
+            try:
+                await self.transactions.on_assigned(assigned)
+            except Exception as exc:
+                await self.crash(exc)
+                return
+        await super()._on_partitions_assigned(assigned, generation_id)
+
+    async def on_stop(self) -> None:
+        if self.transactions is not None:
+            await self.transactions.close()
+        await super().on_stop()
+
+
+def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float = 1.0) -> None:
+    """Lets table recovery end when a changelog partition is read to its end.
+
+    Read committed, a changelog ends with a transaction marker that no consumer is ever given, so
+    Faust's recovery (which waits for the record at highwater - 1) would wait for it forever; its own
+    workaround, under its `exactly_once`, waits two 5 s timeouts. Here a partition is recovered once
+    the consumer's position is past the highwater and either the record just before the marker was
+    applied or nothing has arrived for `idle` seconds (the last committed record sits further back,
+    before an aborted transaction's records).
+    """
+    recovery = app.tables.recovery
+    active_remaining, standby_remaining = recovery.active_remaining, recovery.standby_remaining
+    started = {"at": time.monotonic()}
+
+    def position(tp) -> int | None:
+        try:
+            state = app.consumer._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
+            return state.position if state is not None and state.has_valid_position else None
+        except Exception:  # not assigned (any more), or not started: no opinion
+            return None
+
+    def read_to_end(remaining: Counter, highwaters, offsets, received_at) -> Counter:
+        now = time.monotonic()
+        for tp, left in remaining.items():
+            if left <= 0:
+                continue
+            at = position(tp)
+            if at is None or at <= highwaters.get(tp, at):
+                continue
+            applied = offsets.get(tp)
+            quiet = now - max(received_at.get(tp, 0.0), started["at"]) >= idle
+            if (applied is not None and applied >= highwaters[tp] - 1) or quiet:
+                remaining[tp] = 0
+        return remaining
+
+    recovery.active_remaining = lambda: read_to_end(
+        active_remaining(), recovery.active_highwaters, recovery.active_offsets, recovery._active_events_received_at)
+    recovery.standby_remaining = lambda: read_to_end(
+        standby_remaining(), recovery.standby_highwaters, recovery.standby_offsets,
+        recovery._standby_events_received_at)
+
+    @app.task
+    async def end_recovery_when_read():
+        was_recovering = False
+        while not app.should_stop:
+            await asyncio.sleep(interval)
+            if not recovery.in_recovery:
+                was_recovering = False
+                continue
+            if not was_recovering:
+                was_recovering, started["at"] = True, time.monotonic()
+            if recovery.active_highwaters and not recovery.need_recovery():
+                recovery.flush_buffers()
+                recovery._set_recovery_ended()
+                recovery.signal_recovery_end.set()
+
+
+class Sink(Protocol):
+    """Where a batch's effects go: the transactions (a worker) or a recording emitter (component tests)."""
+
+    def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool: ...
+
+    async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]: ...
 
 
 class Emitter(Protocol):
     async def emit(self, records: Iterable[Outgoing]) -> None: ...
 
 
-class FaustEmitter:
-    """Sends through Faust topics: inside an agent the sends attach to the event being processed,
-    so they are published before its offset is committed (at-least-once)."""
+class LocalSink:
+    """Without a broker (component tests): every batch commits; its records go to `emitter`."""
 
-    def __init__(self, faust_topics: dict[str, faust.TopicT], app: faust.App | None = None):
-        self.faust_topics = faust_topics
-        self.app = app
+    def __init__(self, emitter: Emitter):
+        self.emitter = emitter
 
-    async def emit(self, records: Iterable[Outgoing]) -> None:
-        produce_now = getattr(self.app.producer, "produce_now", None) if self.app is not None else None
-        if produce_now is not None:
-            # librdkafka queues them at once; Faust flushes that producer before committing the offset
-            # of the record being processed, which is all an attachment would have guaranteed.
-            pending = []
-            for record in records:
-                if not produce_now(record.topic, record.key.encode(), record.value, record.headers, record):
-                    pending.append(record)  # not started yet: Faust's own path below
-            records = pending
-        for record in records:
-            await self.faust_topics[record.topic].send(key=record.key.encode(), value=record.value,
-                                                       headers=list(record.headers) if record.headers else None)
+    def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool:
+        return True
+
+    async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]:
+        await self.emitter.emit([record for effect in effects for record in effect.records])
+        return effects
 
 
 class ViewWaiters:
@@ -199,45 +301,6 @@ ROCKSDB_OPTIONS = {
 }
 
 
-REDRIVE_AFTER_MS = 15_000
-
-
-def redrive_pending_steps(pipeline: Pipeline, processors: dict, emitter: Emitter,
-                          interval: float = 5.0) -> None:
-    """Issues again, with the same ids, the steps a process has waited on for too long.
-
-    Under kill -9 and rebalances Faust has been seen to commit past a record it never handed to
-    its agent (a saga reply, a command); the saga then waits forever. Steps are idempotent, so
-    issuing them again is always safe: the answer comes back (again) and the process moves on.
-    """
-    app = pipeline.app
-    last_sent: dict[str, int] = {}
-
-    @app.timer(interval)
-    async def redrive_overdue_steps():
-        """Issue again the steps that processes have waited on for too long."""
-        if app.rebalancing or app.in_recovery or not app.tables.actives_ready:
-            return
-        try:
-            actives = app.assignor.assigned_actives()
-            now = now_ms()
-            for table_name, processor in processors.items():
-                changelog = pipeline.tables[table_name].changelog_topic.get_topic_name()
-
-                def wanted(key: str) -> bool:
-                    owned = TP(changelog, topics.partition_for(key.encode(), pipeline.settings.partitions)) in actives
-                    return owned and now - last_sent.get(key, 0) >= REDRIVE_AFTER_MS
-
-                overdue = processor.overdue(now, REDRIVE_AFTER_MS, wanted)
-                for aggregate_id, records in overdue.items():
-                    last_sent[aggregate_id] = now
-                    await emitter.emit(records)
-                if overdue:
-                    log.warning("issued the steps of %d waiting processes again (%s)", len(overdue), table_name)
-        except Exception:  # a safety net must never take the worker down
-            log.exception("redriving overdue steps failed; will try again")
-
-
 def purge_forgotten_commands(pipeline: Pipeline, forgets: dict[tuple[str, int], int], interval: float = 5.0) -> None:
     """Once a ForgetCustomer is committed, deletes the processed records before it from its commands
     partition: the customer's plaintext `CreateCustomer` (any producer may write one) goes with them."""
@@ -267,53 +330,86 @@ TABLES_OF_VIEW = {view: tuple(t for t, v in VIEW_OF_TABLE.items() if v == view) 
 
 class Batch:
     """One agent's handling of a batch: every record through `handle` with its tables at the
-    record's partition, then the tables flushed, then the records emitted (streams.batches)."""
+    record's partition; then, per partition, the tables' writes, the records to send and the input
+    offsets committed together (the sink); then the committed writes applied to local state."""
 
-    def __init__(self, pipeline: "Pipeline", agent: str, handle, written: list[BatchedTable], emitter: Emitter,
+    def __init__(self, pipeline: "Pipeline", agent: str, handle, written: list[BatchedTable], sink: Sink,
                  view: str | None = None):
         self.pipeline = pipeline
         self.agent = agent
         self.handle = handle
         self.is_async = asyncio.iscoroutinefunction(handle)
         self.written = written
-        self.emitter = emitter
+        self.sink = sink
         self.view = view  # the view table whose waiters (`?wait=`) hear of each key
 
     async def run(self, events) -> None:
         try:
             await self._run(events)
         except Exception as exc:
-            # Faust acks a batch's events even when the agent fails on it (take_events' `finally`),
-            # and would then commit past records never processed. Bad input is not an error here (it
-            # becomes a dead letter or a rejection); anything else is a bug, and the worker stops
-            # before that commit, so the batch is processed again on restart.
+            # Bad input is not an error here (it becomes a dead letter or a rejection); anything else
+            # is a bug or a transaction that could not commit. Nothing of the batch is visible or
+            # committed, and its records are not processed again by this process: the worker stops,
+            # and on restart they are read again from the committed offsets.
+            for table in self.written:
+                table.discard()
             if self.pipeline.on_batch_failure is not None:
                 self.pipeline.on_batch_failure(self.agent, exc)
             raise
 
     async def _run(self, events) -> None:
         started = time.monotonic()
-        pipeline = self.pipeline
-        records: list[Outgoing] = []
+        pipeline, agent, sink = self.pipeline, self.agent, self.sink
         written, handle = self.written, self.handle
+        records: dict[int, list[Outgoing]] = {}
+        offsets: dict[int, dict[str, int]] = {}
+        keys: dict[int, list[str]] = {}
         for event in events:
             message = event.message
             partition = message.partition
+            if not sink.accepts(agent, message.topic, partition, message.offset):
+                continue  # processed already, or the partition is no longer ours
             for table in written:
                 table.partition = partition
             out = handle(event.key, event.value, Origin(message.topic, partition, message.offset))
-            records.extend(await out if self.is_async else out)
-        producer = pipeline.app.producer
+            records.setdefault(partition, []).extend(await out if self.is_async else out)
+            offsets.setdefault(partition, {})[message.topic] = message.offset + 1
+            keys.setdefault(partition, []).append(key_text(event))
+        if not offsets:
+            return
+        effects = [PartitionEffects(partition, [(t.changelog, t.take(partition)) for t in written],
+                                    coalesce(records[partition]), offsets[partition])
+                   for partition in offsets]
         for table in written:
-            table.flush(producer)
-        await self.emitter.emit(coalesce(records))
-        pipeline.handled[self.agent] += len(events)
+            table.partition = None
+        committed = await sink.commit(agent, effects)
+        for effect in committed:
+            for table, (changelog, entries) in zip(written, effect.changelogs):
+                if entries:
+                    table.apply(effect.partition, entries, effect.changelog_offsets.get(changelog))
+        pipeline.handled[agent] += len(events)
         if self.view is not None:
             notify = pipeline.waiters.notify
-            for event in events:
-                notify(self.view, key_text(event))
+            for effect in committed:
+                for key in keys[effect.partition]:
+                    notify(self.view, key)
         if pipeline.metrics is not None:
-            pipeline.metrics.batch_done(self.agent, time.monotonic() - started, events[-1].message.timestamp)
+            pipeline.metrics.batch_done(agent, time.monotonic() - started, events[-1].message.timestamp)
+
+
+#: agent → the topics it reads (co-partitioned: the same key, the same partition count); the first
+#: names its transactional tasks' partitions.
+AGENT_SOURCES = {
+    "process_customer_commands": (topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES),
+    "process_email_commands": (topics.EMAIL_COMMANDS,),
+    "process_transfer_commands": (topics.TRANSFER_COMMANDS, topics.TRANSFER_REPLIES),
+    "process_account_commands": (topics.ACCOUNT_COMMANDS,),
+    "project_transfers": (topics.TRANSFER_EVENTS, topics.VIEW_REBUILD),
+    "project_accounts": (topics.ACCOUNT_EVENTS, topics.VIEW_REBUILD),
+    "project_customers": (topics.CUSTOMER_EVENTS, topics.CUSTOMER_ACCOUNTS, topics.VIEW_REBUILD),
+    "index_emails": (topics.CUSTOMER_EMAILS, topics.VIEW_REBUILD),
+    "record_outcomes": (topics.COMMAND_OUTCOMES, topics.VIEW_REBUILD),
+}
 
 
 def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emitter: Emitter | None = None,
@@ -325,7 +421,6 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
                              value_serializer="raw", partitions=settings.partitions)
         for spec in topics.ALL_TOPICS
     }
-    emitter = emitter or FaustEmitter(faust_topics, app)
     tables = {name: _table(app, name, settings, help) for name, help in topics.TABLES.items()}
     for name, spec in topics.OWN_CHANGELOG_TABLES.items():
         # Faust's changelog settings (see Table._new_changelog_topic), under the name we declared.
@@ -363,6 +458,13 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
     email_commands = CommandProcessor(codec, emails, (topics.EMAIL_COMMANDS,), topics.EMAIL_EVENTS,
                                       *ledger("email_to_reservation"))
     generations = pipeline.generations
+    if emitter is not None:
+        sink: Sink = LocalSink(emitter)
+    else:
+        sink = app.transactions = Transactions(
+            settings, {agent: tuple(spec.name for spec in specs) for agent, specs in AGENT_SOURCES.items()},
+            shared=(topics.VIEW_REBUILD.name,), hold_path=os.environ.get("BANK_TEST_HOLD_BEFORE_COMMIT"))
+        end_recovery_past_markers(app)
 
     def view_agent(view: str, make) -> ViewAgent:
         return ViewAgent(view, writers, generations, codec, settings, make)
@@ -382,7 +484,7 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         return stream.take_events(settings.batch_max, settings.batch_ms / 1000.0)
 
     def batch_of(agent: str, handle, *written: str, view: str | None = None) -> Batch:
-        return Batch(pipeline, agent, handle, [writers[name] for name in written], emitter, view)
+        return Batch(pipeline, agent, handle, [writers[name] for name in written], sink, view)
 
     customer_batch = batch_of("process_customer_commands", customer_commands.process,
                               "customer_to_state", "customer_to_pending_steps", "customer_to_key")
@@ -401,55 +503,55 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
     outcome_batch = batch_of("record_outcomes", outcome_views.handle, *TABLES_OF_VIEW["outcomes"],
                              view="command_to_outcome")
 
-    @app.agent(sources(topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES), concurrency=1)
+    @app.agent(sources(*AGENT_SOURCES["process_customer_commands"]), concurrency=1)
     async def process_customer_commands(stream):
         """Decide customer commands into events and one outcome each; reserve emails first."""
         async for events in batches(stream):
             await customer_batch.run(events)
 
-    @app.agent(faust_topics[topics.EMAIL_COMMANDS.name], concurrency=1)
+    @app.agent(sources(*AGENT_SOURCES["process_email_commands"]), concurrency=1)
     async def process_email_commands(stream):
         """Reserve each email for exactly one customer."""
         async for events in batches(stream):
             await email_batch.run(events)
 
-    @app.agent(sources(topics.TRANSFER_COMMANDS, topics.TRANSFER_REPLIES), concurrency=1)
+    @app.agent(sources(*AGENT_SOURCES["process_transfer_commands"]), concurrency=1)
     async def process_transfer_commands(stream):
         """Run each transfer's saga: initiate, then debit, credit or refund as the accounts answer."""
         async for events in batches(stream):
             await transfer_batch.run(events)
 
-    @app.agent(sources(topics.TRANSFER_EVENTS, topics.VIEW_REBUILD), concurrency=1)
+    @app.agent(sources(*AGENT_SOURCES["project_transfers"]), concurrency=1)
     async def project_transfers(stream):
         """Project transfer events into the transfer view."""
         async for events in batches(stream):
             await transfer_view_batch.run(events)
 
-    @app.agent(faust_topics[topics.ACCOUNT_COMMANDS.name], concurrency=1)
+    @app.agent(sources(*AGENT_SOURCES["process_account_commands"]), concurrency=1)
     async def process_account_commands(stream):
         """Decide account commands into events and one outcome each."""
         async for events in batches(stream):
             await account_batch.run(events)
 
-    @app.agent(sources(topics.ACCOUNT_EVENTS, topics.VIEW_REBUILD), concurrency=1)
+    @app.agent(sources(*AGENT_SOURCES["project_accounts"]), concurrency=1)
     async def project_accounts(stream):
         """Project account events into the account view and statement."""
         async for events in batches(stream):
             await account_view_batch.run(events)
 
-    @app.agent(sources(topics.CUSTOMER_EVENTS, topics.CUSTOMER_ACCOUNTS, topics.VIEW_REBUILD), concurrency=1)
+    @app.agent(sources(*AGENT_SOURCES["project_customers"]), concurrency=1)
     async def project_customers(stream):
         """Project customer events and account summaries into the customer view."""
         async for events in batches(stream):
             await customer_view_batch.run(events)
 
-    @app.agent(sources(topics.CUSTOMER_EMAILS, topics.VIEW_REBUILD), concurrency=1)
+    @app.agent(sources(*AGENT_SOURCES["index_emails"]), concurrency=1)
     async def index_emails(stream):
         """Index customers by email."""
         async for events in batches(stream):
             await email_view_batch.run(events)
 
-    @app.agent(sources(topics.COMMAND_OUTCOMES, topics.VIEW_REBUILD), concurrency=1)
+    @app.agent(sources(*AGENT_SOURCES["record_outcomes"]), concurrency=1)
     async def record_outcomes(stream):
         """Record each command's outcome for queries and waits."""
         async for events in batches(stream):
@@ -464,8 +566,6 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
     pipeline.metrics = instrument(pipeline, (customer_commands, account_commands, transfer_commands, email_commands))
     watch_for_stalls(pipeline)
     purge_forgotten_commands(pipeline, forgets_to_purge)
-    redrive_pending_steps(pipeline, {"transfer_to_pending_steps": transfer_commands,
-                                     "customer_to_pending_steps": customer_commands}, emitter)
     if web:
         from .web import register_routes
         register_routes(pipeline)

@@ -2,29 +2,21 @@
 
 Why: per record, a Faust table write costs a changelog future, a hop through Faust's producer
 buffer, a delivery callback and a RocksDB write of the persisted offset; per record, an agent's
-`async for` costs an await and an ack round (about 11 % and 9 % of a worker's main thread in the
-session-2 profile, bench/results/deposits-profile-s2.txt).
-A batch instead writes each table partition's entries into RocksDB as one WriteBatch and hands
-their changelog records to librdkafka in one go, with one callback per partition.
+`async for` costs an await and an ack round.
+A batch instead buffers its writes per table partition; each partition's changelog records go
+into that partition's transaction (streams.transactions), and only once it committed are they
+written to RocksDB, as one WriteBatch with the changelog offset they reach.
 
 Two things change with batches, both handled here:
 - Faust's `current_event()` no longer names the record being processed, and Faust's tables pick
   the partition (RocksDB database and changelog partition) from it. So every write of a batch goes
   through a `BatchedTable`, told the partition of each record by the loop (`streams.app.Batch`).
 - Writes are buffered until the batch ends. Reads see them (a command processed earlier in the
-  same batch is a duplicate), and a key written twice is written once, last: in changelog order
-  each key sits at its last write, so a processor's dedup record still precedes the state that
-  includes its effect (see `processing.KeyPrefixed`).
-
-At-least-once is unchanged: the batch's writes are flushed before its records are emitted and
-before its events are acked, and Faust flushes the producer before committing any offset.
+  same batch is a duplicate), and a key written twice is written once, last.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Callable, Iterator, MutableMapping
-
-from faust.types import TP
 
 from .processing import Outgoing
 
@@ -95,22 +87,22 @@ class BatchedTable(MutableMapping):
         self._pending.pop(where, None)  # re-inserted at the end: the changelog keeps each key's last write
         self._pending[where] = value
 
-    def flush(self, producer) -> int:
-        """Writes the buffered entries to the partitions' RocksDB and their changelog; returns how many."""
-        self.partition = None
-        if not self._pending:
-            return 0
-        pending, self._pending = self._pending, {}
-        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
-        for (partition, key), value in pending.items():
-            by_partition[partition].append((key, value))
-        topic = self.table.changelog_topic.get_topic_name()
-        for partition, entries in by_partition.items():
-            self._write_local(partition, entries)
-            self._write_changelog(producer, topic, partition, entries)
-        return len(pending)
+    def take(self, partition: int) -> list[tuple[bytes, bytes | None]]:
+        """Removes and returns one partition's buffered entries, each key once at its last write."""
+        taken = [(key, value) for (p, key), value in self._pending.items() if p == partition]
+        for key, _ in taken:
+            del self._pending[(partition, key)]
+        return taken
 
-    def _write_local(self, partition: int, entries: list[tuple[bytes, bytes | None]]) -> None:
+    def discard(self) -> None:
+        """Forgets every buffered write (a batch that will not be committed)."""
+        self._pending.clear()
+        self.partition = None
+
+    def apply(self, partition: int, entries: list[tuple[bytes, bytes | None]], changelog_offset: int | None) -> None:
+        """Writes committed entries to the partition's RocksDB, with the changelog offset they reach in
+        the same WriteBatch: local state is then always a prefix of the committed changelog."""
+        self.partition = None
         store = self.table.data
         db_for_partition = getattr(store, "_db_for_partition", None)
         if db_for_partition is None:  # the in-memory store (tests): keys as given (unencoded)
@@ -127,25 +119,14 @@ class BatchedTable(MutableMapping):
                 batch.delete(key)
             else:
                 batch.put(key, value)
+        if changelog_offset is not None:
+            batch.put(store.offset_key, str(changelog_offset).encode())
         db_for_partition(partition).write(batch)
+        self.on_sent(self.changelog, len(entries))
 
-    def _write_changelog(self, producer, topic: str, partition: int,
-                         entries: list[tuple[bytes, bytes | None]]) -> None:
-        store = self.table.data
-        count = len(entries)
-
-        def acknowledged(offset: int) -> None:
-            # What Faust's own changelog callback does, once per partition and batch: remember the
-            # changelog offset this database holds, so recovery reads only what came after it.
-            if partition in getattr(store, "_dbs", ()):  # not if the partition moved away meanwhile
-                store.set_persisted_offset(TP(topic, partition), offset)
-            self.on_sent(topic, count)
-
-        produce_batch = getattr(producer, "produce_batch", None)
-        if produce_batch is not None and produce_batch(topic, partition, entries, acknowledged):
-            return
-        for key, value in entries:  # Faust's own producer (aiokafka, or a test context): its per-record path
-            self.table.send_changelog(partition, key, value, key_serializer="raw", value_serializer="raw")
+    @property
+    def changelog(self) -> str:
+        return self.table.changelog_topic.get_topic_name()
 
 
 def coalesce(records: list[Outgoing]) -> list[Outgoing]:

@@ -59,8 +59,9 @@ def kafka(settings):
 
 
 class Worker:
-    def __init__(self, settings: Settings, port: int):
+    def __init__(self, settings: Settings, port: int, env: dict | None = None):
         self.port = port
+        self.env = env or {}  # extra environment for this worker only (test hooks)
         self.url = f"http://127.0.0.1:{port}"
         self.log = settings.home / "logs" / f"worker-{port}.log"
         self.settings = settings
@@ -76,7 +77,7 @@ class Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "BANK_HOME": str(self.settings.home), "BANK_PARTITIONS": str(self.settings.partitions),
                "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
-               "BANK_REPLICATION_FACTOR": str(self.settings.replication_factor)}
+               "BANK_REPLICATION_FACTOR": str(self.settings.replication_factor), **self.env}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker", "--web-port", str(self.port), "--loglevel", "info"],
@@ -90,6 +91,13 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+    def pause(self):
+        """SIGSTOP: frozen, as a VM stall or a blocked loop would leave it; `resume` undoes it."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.killpg(self.process.pid, signal.SIGCONT)
 
     def kill(self):
         """kill -9: no shutdown, no flush, no commit."""

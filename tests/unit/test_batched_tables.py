@@ -1,9 +1,7 @@
 """Batched table writes (streams.batches): each record's partition, each key's last write, one
-RocksDB WriteBatch and one acknowledgement per partition; and coalescing superseded records."""
+RocksDB WriteBatch per committed partition with its changelog offset; and coalescing superseded records."""
 from __future__ import annotations
 
-import collections
-import threading
 from decimal import Decimal
 
 import pytest
@@ -13,7 +11,6 @@ from streams.avro import Codec
 from streams.batches import BatchedTable, coalesce
 from streams.domain import accounts
 from streams.processing import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor, KeyPrefixed, Origin, Outgoing
-from streams.rdproducer import RdProducer
 from streams import topics
 
 CHANGELOG = "streambank-account_to_state-changelog"
@@ -30,15 +27,13 @@ class RocksStore:
     def __init__(self, path):
         self.path = path
         self._dbs: dict[int, Rdict] = {}
-        self.persisted: dict[int, int] = {}
 
     def _db_for_partition(self, partition: int) -> Rdict:
         if partition not in self._dbs:
             self._dbs[partition] = Rdict(str(self.path / f"p{partition}.db"), Options(raw_mode=True))
         return self._dbs[partition]
 
-    def set_persisted_offset(self, tp, offset: int) -> None:
-        self.persisted[tp.partition] = offset
+    offset_key = b"__faust\0offset__"  # where Faust's RocksDB store keeps a partition's changelog offset
 
 
 class FaustTable:
@@ -46,7 +41,6 @@ class FaustTable:
         self.name = "account_to_state"
         self.data = store
         self.changelog_topic = ChangelogTopic()
-        self.sent_by_faust = []
 
     def get(self, key, default=None):
         for db in self.data._dbs.values():
@@ -55,26 +49,6 @@ class FaustTable:
                 return value
         return default
 
-    def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
-        self.sent_by_faust.append((partition, key, value))
-
-
-class BatchProducer:
-    """Records what `produce_batch` is handed; acknowledges when told to."""
-
-    def __init__(self):
-        self.batches: list[tuple[str, int, list]] = []
-        self._acks = []
-
-    def produce_batch(self, topic, partition, entries, acknowledged) -> bool:
-        self.batches.append((topic, partition, list(entries)))
-        self._acks.append((acknowledged, 100 * (partition + 1) + len(entries) - 1))
-        return True
-
-    def acknowledge_all(self) -> None:
-        for acknowledged, offset in self._acks:
-            acknowledged(offset)
-        self._acks.clear()
 
 
 @pytest.fixture
@@ -93,72 +67,66 @@ def test_given_a_write_in_the_batch_when_reading_it_in_the_same_batch_then_the_b
     assert table.table.get("state:A") is None  # nothing on disk before the flush
 
 
-def test_given_writes_at_two_partitions_when_flushed_then_each_lands_in_its_partitions_database_and_changelog(table):
-    producer = BatchProducer()
+def committed(table: BatchedTable, partition: int, changelog_offset: int | None = None) -> list:
+    """What a committed transaction does with a partition's writes: take them, then apply them."""
+    entries = table.take(partition)
+    table.apply(partition, entries, changelog_offset)
+    return entries
+
+
+def test_given_writes_at_two_partitions_when_taken_then_each_partition_gets_only_its_own(table):
     table.partition = 0
     table["state:A"] = b"a"
     table.partition = 3
     table["state:B"] = b"b"
-    assert table.flush(producer) == 2
-    store = table.table.data
-    assert store._db_for_partition(0).get(b"state:A") == b"a"
-    assert store._db_for_partition(3).get(b"state:B") == b"b"
-    assert store._db_for_partition(0).get(b"state:B") is None
-    assert sorted(producer.batches) == [(CHANGELOG, 0, [(b"state:A", b"a")]), (CHANGELOG, 3, [(b"state:B", b"b")])]
-    assert table.partition is None
+    assert table.take(0) == [(b"state:A", b"a")]
+    assert table.take(3) == [(b"state:B", b"b")]
+    assert table.take(0) == []
 
 
-def test_given_a_key_written_twice_when_flushed_then_it_is_sent_once_at_the_place_of_its_last_write(table):
-    # The order a command processor writes: dedup record, then state, per command. The state that
-    # includes both commands' effects must come after both dedup records on the changelog.
-    producer = BatchProducer()
-    table.partition = 2
-    table["command:c1"] = b"processed c1"
-    table["state:A"] = b"after c1"
-    table["command:c2"] = b"processed c2"
-    table["state:A"] = b"after c2"
-    table.flush(producer)
-    assert producer.batches == [(CHANGELOG, 2, [(b"command:c1", b"processed c1"), (b"command:c2", b"processed c2"),
-                                                (b"state:A", b"after c2")])]
-
-
-def test_given_a_deleted_key_when_flushed_then_it_is_removed_and_a_tombstone_is_sent(table):
-    producer = BatchProducer()
-    table.partition = 1
-    table["pending:T"] = b"steps"
-    table.flush(producer)
-    table.partition = 1
-    del table["pending:T"]
-    assert table.get("pending:T") is None
-    table.flush(producer)
-    assert table.table.data._db_for_partition(1).get(b"pending:T") is None
-    assert producer.batches[-1] == (CHANGELOG, 1, [(b"pending:T", None)])
-
-
-def test_given_a_flushed_batch_when_its_changelog_records_are_acknowledged_then_the_persisted_offset_is_the_last(table):
-    producer = BatchProducer()
-    sent = []
-    table.on_sent = lambda topic, count: sent.append((topic, count))
+def test_given_taken_writes_when_applied_then_they_land_in_their_partitions_database_with_the_changelog_offset(table):
     table.partition = 0
-    table["a"] = b"1"
-    table["b"] = b"2"
-    table.flush(producer)
-    assert table.table.data.persisted == {}  # not before the broker has them
-    producer.acknowledge_all()
-    assert table.table.data.persisted == {0: 101}
-    assert sent == [(CHANGELOG, 2)]
+    table["state:A"] = b"a"
+    table.partition = 3
+    table["state:B"] = b"b"
+    committed(table, 0, changelog_offset=41)
+    committed(table, 3, changelog_offset=7)
+    dbs = table.table.data._dbs
+    assert dbs[0].get(b"state:A") == b"a" and dbs[0].get(b"state:B") is None
+    assert dbs[3].get(b"state:B") == b"b"
+    # The offset sits in the same WriteBatch: local state is never ahead of the changelog it came from.
+    assert dbs[0].get(RocksStore.offset_key) == b"41" and dbs[3].get(RocksStore.offset_key) == b"7"
+
+
+def test_given_a_key_written_twice_when_taken_then_it_comes_once_at_the_place_of_its_last_write(table):
+    table.partition = 2
+    table["command:c1"] = b"dedup"
+    table["state:A"] = b"v1"
+    table["state:A"] = b"v2"
+    assert table.take(2) == [(b"command:c1", b"dedup"), (b"state:A", b"v2")]
+
+
+def test_given_a_deleted_key_when_committed_then_it_is_removed_and_taken_as_a_tombstone(table):
+    table.partition = 1
+    table["state:A"] = b"a"
+    committed(table, 1)
+    table.partition = 1
+    del table["state:A"]
+    assert committed(table, 1) == [(b"state:A", None)]
+    assert table.table.data._dbs[1].get(b"state:A") is None
+
+
+def test_given_a_batch_that_is_not_committed_when_discarded_then_nothing_reaches_the_database(table):
+    table.partition = 1
+    table["state:A"] = b"a"
+    table.discard()
+    assert table.take(1) == []
+    assert table.table.get("state:A") is None
 
 
 def test_given_no_batch_when_writing_then_it_is_refused(table):
-    with pytest.raises(RuntimeError, match="outside a batch"):
-        table["state:A"] = b"x"
-
-
-def test_given_a_producer_without_batches_when_flushed_then_faust_sends_each_record(table):
-    table.partition = 1
-    table["state:A"] = b"a"
-    table.flush(producer=object())
-    assert table.table.sent_by_faust == [(1, b"state:A", b"a")]
+    with pytest.raises(RuntimeError):
+        table["state:A"] = b"a"
 
 
 def summary(account: str, customer: str, version: int) -> Outgoing:
@@ -196,42 +164,3 @@ def test_given_a_dedup_record_whose_state_write_was_lost_when_the_command_comes_
     assert again == first  # the same records, byte for byte
     state = codec.decode(table[STATE_PREFIX + "A"])
     assert (state.balance, state.version) == (Decimal("5.00"), 2)
-
-
-def test_given_a_batch_of_records_when_produced_through_librdkafka_then_only_the_last_carries_the_acknowledgement():
-    producer = RdProducer.__new__(RdProducer)
-    producer._failures = []
-    producer._delivered = collections.deque()
-    produced = []
-
-    class Rd:
-        def produce(self, topic, value=None, key=None, partition=None, on_delivery=None):
-            produced.append((topic, partition, key, value, on_delivery))
-
-    producer._rd = Rd()
-    offsets = []
-    assert producer.produce_batch(CHANGELOG, 2, [(b"a", b"1"), (b"b", None)], offsets.append)
-    assert [(t, p, k, v) for t, p, k, v, _ in produced] == [(CHANGELOG, 2, b"a", b"1"), (CHANGELOG, 2, b"b", None)]
-
-    class Message:
-        def __init__(self, offset):
-            self._offset = offset
-
-        def topic(self):
-            return CHANGELOG
-
-        def partition(self):
-            return 2
-
-        def offset(self):
-            return self._offset
-
-    produced[0][4]("broker said no", Message(7))  # a refused record fails the next flush
-    produced[1][4](None, Message(8))
-    producer._event_loop = None
-    producer._wakeup_lock = threading.Lock()
-    producer._wakeup_scheduled = False
-    producer.app = type("App", (), {"sensors": None})()
-    producer._resolve_delivered()
-    assert offsets == [8]
-    assert producer._failures == [f"{CHANGELOG}[2]: broker said no"]

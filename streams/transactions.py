@@ -1,0 +1,360 @@
+"""Exactly-once: each agent batch is one Kafka transaction per input partition.
+
+Why this shape (evidence in topology.md, "Exactly-once"): Faust's own `exactly_once` sends outputs
+outside the transaction and leaves destination transactions open until the broker aborts them;
+its `confluent://` transport never gets ready. What works is librdkafka transactional producers
+beside Faust's aiokafka consumer group, one `transactional.id` per (agent, input partition), the
+scheme Kafka Streams used before EOS v2:
+
+- On assignment, a task's producer calls `init_transactions` *before* anyone reads the partition's
+  committed offset. That fences the previous owner (a zombie paused past its session timeout, or a
+  worker still finishing a batch) and aborts or completes its open transaction, so the committed
+  offset read afterwards is final.
+- A batch's effects on one partition (changelog records of every table it wrote, events, outcomes,
+  follow-up commands, dead letters) and the input offsets it consumed go in one transaction. A
+  fenced producer's commit fails: nothing it wrote becomes visible to `read_committed` readers.
+- Faust never commits offsets (`BankApp` disables it): offsets advance only with the effects.
+- Local RocksDB is written only after a commit succeeded, with the changelog offset it reflects in
+  the same WriteBatch, so local state is always a prefix of the committed changelog.
+- A record is processed only if its offset is at or past the task's position (the committed
+  offset at assignment, then one past each processed record): records still buffered from before
+  a rebalance cannot be processed twice or out of order.
+
+All librdkafka calls here block, so they run in worker threads, never on the event loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from . import topics
+from .config import Settings
+from .processing import Outgoing
+
+log = logging.getLogger(__name__)
+
+#: How long one transaction may take end to end before the worker gives up on it (and stops).
+COMMIT_TIMEOUT_S = 60.0
+#: How long a revocation waits for batches in flight to finish committing.
+REVOKE_WAIT_S = 10.0
+
+
+@dataclass
+class PartitionEffects:
+    """What one batch did on one input partition, to be committed together."""
+
+    partition: int
+    #: (changelog topic, [(key, value or None)]) per table written on this partition.
+    changelogs: list[tuple[str, list[tuple[bytes, bytes | None]]]]
+    records: list[Outgoing]
+    #: source topic → the next offset to read (one past the last record processed).
+    offsets: dict[str, int]
+    #: changelog topic → offset of its last record in the transaction (filled in by the commit).
+    changelog_offsets: dict[str, int] = field(default_factory=dict)
+
+
+class Fenced(Exception):
+    """This worker no longer owns the partition: another producer took over its transactional id."""
+
+
+class TransactionFailed(Exception):
+    """A transaction could not be committed for a reason other than fencing; it was aborted."""
+
+
+def transactional_id(agent: str, partition: int) -> str:
+    return f"{topics.APP_ID}-{agent}-{partition}"
+
+
+class Task:
+    """One agent's work on one partition: its transactional producer and its input position."""
+
+    def __init__(self, agent: str, partition: int, producer: Producer, positions: dict[str, int | None]):
+        self.agent = agent
+        self.partition = partition
+        self.producer = producer
+        #: source topic → the next offset to process (None: nothing committed yet, take the first).
+        self.positions = positions
+        #: source topic → the offset committed by this task's last transaction.
+        self.committed: dict[str, int | None] = dict(positions)
+        self.active = True
+        self.committing = 0
+
+    def accepts(self, topic: str, offset: int) -> bool:
+        if not self.active:
+            return False
+        position = self.positions.get(topic)
+        if position is not None and offset < position:
+            return False  # processed already (a record buffered before a rebalance, delivered again)
+        self.positions[topic] = offset + 1
+        return True
+
+
+class Hold:
+    """A test-only hook: while the file named by `BANK_TEST_HOLD_BEFORE_COMMIT` exists, the
+    transactions of the agent it names wait after their records are handed to the producer and
+    before they commit (the zombie test holds a worker there while its partitions move)."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+
+    def wait(self, task: Task) -> None:
+        if not self.path or not os.path.exists(self.path):
+            return
+        try:
+            with open(self.path) as file:
+                if file.read().strip() not in ("", task.agent):
+                    return
+        except OSError:  # removed meanwhile: released
+            return
+        log.warning("held before committing %s (test hook %s)", transactional_id(task.agent, task.partition),
+                    self.path)
+        while os.path.exists(self.path):
+            time.sleep(0.05)
+        log.warning("released: committing %s", transactional_id(task.agent, task.partition))
+
+
+class Transactions:
+    """The worker's transactional tasks: created on assignment, closed on revocation."""
+
+    def __init__(self, settings: Settings, sources: dict[str, tuple[str, ...]], *, shared: Iterable[str] = (),
+                 hold_path: str | None = None):
+        self.settings = settings
+        self.sources = sources  # agent → the topics it reads
+        #: Topics several agents read (bank.view-rebuild): their offset is the least any agent committed.
+        self.shared = set(shared)
+        self.tasks: dict[tuple[str, int], Task] = {}
+        self.hold = Hold(hold_path)
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="txn")
+        self._group: Consumer | None = None
+        self._group_lock = threading.Lock()
+        #: Told (agent, committed partitions, seconds) after each commit; streams.metrics may set it.
+        self.on_commit = lambda agent, partitions, seconds: None
+
+    # -- configuration -----------------------------------------------------------------------
+    def producer_config(self, agent: str, partition: int) -> dict:
+        from .client import producer_config
+        return producer_config(self.settings, **{
+            "transactional.id": transactional_id(agent, partition),
+            "transaction.timeout.ms": int(COMMIT_TIMEOUT_S * 1000),
+            "linger.ms": self.settings.linger_ms,
+            "compression.type": "none",
+            # Back-to-back transactions meet CONCURRENT_TRANSACTIONS while the last one's markers are
+            # written; librdkafka retries after this backoff (100 ms by default: 10 transactions/s).
+            "retry.backoff.ms": 5,
+            "client.id": transactional_id(agent, partition),
+            "logger": _quiet_logger(),
+        })
+
+    def group(self) -> Consumer:
+        """A consumer with the workers' group id that never subscribes: it reads committed offsets and
+        gives the group metadata `send_offsets_to_transaction` wants."""
+        with self._group_lock:
+            if self._group is None:
+                self._group = Consumer(self.settings.confluent_config(**{
+                    "group.id": topics.APP_ID, "enable.auto.commit": False,
+                    "isolation.level": "read_committed", "logger": _quiet_logger()}))
+            return self._group
+
+    # -- rebalancing -------------------------------------------------------------------------
+    async def on_revoked(self, revoked) -> None:
+        """Stops the tasks of revoked partitions (no new transaction starts for them), waits a while for
+        commits in flight, then closes their producers."""
+        partitions = {tp.partition for tp in revoked}
+        gone = [task for key, task in self.tasks.items() if key[1] in partitions]
+        for task in gone:
+            task.active = False
+        deadline = time.monotonic() + REVOKE_WAIT_S
+        while any(task.committing for task in gone) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for task in gone:
+            if self.tasks.get((task.agent, task.partition)) is task and not task.committing:
+                del self.tasks[(task.agent, task.partition)]
+                await asyncio.get_running_loop().run_in_executor(self._pool, _close, task.producer)
+            elif task.committing:
+                log.warning("%s still committing after %.0f s; left to fail on its own",
+                            transactional_id(task.agent, task.partition), REVOKE_WAIT_S)
+                self.tasks.pop((task.agent, task.partition), None)
+
+    async def on_assigned(self, assigned) -> None:
+        """Creates a task for every (agent, partition) now assigned: `init_transactions` first (fencing
+        any previous owner), then the committed offsets, read only after that."""
+        loop = asyncio.get_running_loop()
+        wanted = []
+        for agent, sources in self.sources.items():
+            for tp in assigned:
+                if tp.topic == sources[0] and (agent, tp.partition) not in self.tasks:
+                    wanted.append((agent, tp.partition))
+        started = time.monotonic()
+        producers = await asyncio.gather(*(loop.run_in_executor(self._pool, self._init, agent, partition)
+                                           for agent, partition in wanted))
+        committed = await loop.run_in_executor(self._pool, self._committed, wanted)
+        for (agent, partition), producer in zip(wanted, producers):
+            positions = {topic: committed.get((topic, partition)) for topic in self.sources[agent]}
+            self.tasks[(agent, partition)] = Task(agent, partition, producer, positions)
+        if wanted:
+            log.info("%d transactional tasks ready in %.2f s", len(wanted), time.monotonic() - started)
+
+    def _init(self, agent: str, partition: int) -> Producer:
+        producer = Producer(self.producer_config(agent, partition))
+        producer.init_transactions(COMMIT_TIMEOUT_S)
+        return producer
+
+    def _committed(self, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        tps = sorted({(topic, partition) for agent, partition in wanted for topic in self.sources[agent]})
+        if not tps:
+            return {}
+        answer = self.group().committed([TopicPartition(t, p) for t, p in tps], timeout=COMMIT_TIMEOUT_S)
+        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in answer}
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        tasks, self.tasks = list(self.tasks.values()), {}
+        for task in tasks:
+            task.active = False
+        await asyncio.gather(*(loop.run_in_executor(self._pool, _close, t.producer) for t in tasks))
+        if self._group is not None:
+            await loop.run_in_executor(self._pool, self._group.close)
+            self._group = None
+
+    # -- processing ----------------------------------------------------------------------------
+    def task(self, agent: str, partition: int) -> Task | None:
+        return self.tasks.get((agent, partition))
+
+    def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool:
+        task = self.tasks.get((agent, partition))
+        return task is not None and task.accepts(topic, offset)
+
+    async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]:
+        """Commits each partition's effects in its own transaction, concurrently; returns those committed.
+
+        A partition whose producer was fenced is dropped (its records are another worker's now); any
+        other failure aborts that transaction and raises TransactionFailed after the others finished.
+        """
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        jobs, tasks = [], []
+        for effect in effects:
+            task = self.tasks.get((agent, effect.partition))
+            if task is None or not task.active:
+                log.info("%s[%d]: partition no longer ours; its batch is dropped", agent, effect.partition)
+                continue
+            task.committing += 1
+            tasks.append((task, effect))
+            jobs.append(loop.run_in_executor(self._pool, self._transact, task, effect, self._offsets(task, effect)))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        committed, failure = [], None
+        for (task, effect), result in zip(tasks, results):
+            task.committing -= 1
+            if result is None:
+                task.committed.update(effect.offsets)
+                committed.append(effect)
+            elif isinstance(result, Fenced):
+                log.warning("%s[%d] fenced: another worker owns it now; nothing of this batch is visible (%s)",
+                            agent, effect.partition, result)
+                task.active = False
+                self.tasks.pop((agent, effect.partition), None)
+                loop.run_in_executor(self._pool, _close, task.producer)
+            else:
+                failure = failure or result
+        if failure is not None:
+            raise TransactionFailed(f"{agent}: {failure}") from failure
+        self.on_commit(agent, [e.partition for e in committed], time.monotonic() - started)
+        return committed
+
+    def _offsets(self, task: Task, effect: PartitionEffects) -> list[TopicPartition]:
+        out = []
+        for topic, offset in effect.offsets.items():
+            if topic in self.shared:  # several agents read it: commit only what all of them have done
+                done = [t.committed.get(topic) if t is not task else offset
+                        for (agent, partition), t in self.tasks.items()
+                        if partition == task.partition and topic in self.sources[agent]]
+                if any(d is None for d in done):
+                    continue
+                offset = min(done)
+            out.append(TopicPartition(topic, effect.partition, offset))
+        return out
+
+    def _transact(self, task: Task, effect: PartitionEffects, offsets: list[TopicPartition]) -> None:
+        producer = task.producer
+        try:
+            producer.begin_transaction()
+            last: dict[str, int] = {}
+            errors: list[str] = []
+
+            def delivered(err, msg):
+                if err is not None:
+                    errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+                else:
+                    last[msg.topic()] = msg.offset()
+            for topic, entries in effect.changelogs:
+                for key, value in entries:
+                    _produce(producer, topic, key=key, value=value, partition=effect.partition, on_delivery=delivered)
+            for record in effect.records:
+                if record.headers:
+                    _produce(producer, record.topic, key=record.key.encode(), value=record.value,
+                             headers=list(record.headers), on_delivery=delivered)
+                else:
+                    _produce(producer, record.topic, key=record.key.encode(), value=record.value,
+                             on_delivery=delivered)
+            if offsets:
+                producer.send_offsets_to_transaction(offsets, self.group().consumer_group_metadata(),
+                                                     COMMIT_TIMEOUT_S)
+            remaining = producer.flush(COMMIT_TIMEOUT_S)
+            if remaining or errors:
+                raise TransactionFailed(f"{remaining} records unacknowledged; refused: {errors[:5]}")
+            self.hold.wait(task)
+            producer.commit_transaction(COMMIT_TIMEOUT_S)
+            effect.changelog_offsets = {topic: last[topic] for topic, _ in effect.changelogs if topic in last}
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if _is_fenced(error):
+                raise Fenced(str(error)) from None
+            _abort(producer)
+            raise TransactionFailed(str(error)) from None
+        except TransactionFailed:
+            _abort(producer)
+            raise
+
+
+def _produce(producer: Producer, topic: str, **record) -> None:
+    while True:
+        try:
+            producer.produce(topic, **record)
+            return
+        except BufferError:  # librdkafka's queue is full: let it drain
+            producer.poll(0.005)
+
+
+def _is_fenced(error: KafkaError) -> bool:
+    return error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+                            KafkaError.INVALID_PRODUCER_ID_MAPPING) or (error.fatal() and "fenced" in str(error).lower())
+
+
+def _abort(producer: Producer) -> None:
+    try:
+        producer.abort_transaction(COMMIT_TIMEOUT_S)
+    except KafkaException as exc:
+        log.warning("aborting a transaction failed: %s", exc)
+
+
+def _close(producer: Producer) -> None:
+    try:
+        producer.flush(1.0)
+    except Exception:  # closing only
+        pass
+
+
+def _quiet_logger() -> logging.Logger:
+    # librdkafka's own log lines go through logging, errors only: its warnings here are retries
+    # ("coordinator load in progress") that it handles itself.
+    logger = logging.getLogger("streams.transactions.librdkafka")
+    logger.setLevel(logging.ERROR)
+    return logger
