@@ -13,7 +13,7 @@ from typing import Callable, MutableMapping
 from . import topics
 from .avro import Codec, DecodeError
 from .domain import views
-from .domain.base import DEFERRED, Reason, Rejection, Reply
+from .domain.base import DEFERRED, Reason, Rejection, Reply, reply_id_for
 from .domain.customers import CustomerForgotten
 from .domain.outcomes import CommandOutcome, PendingSteps, ProcessedCommand, outcome_of
 
@@ -160,6 +160,7 @@ class CommandProcessor:
 
         state_bytes = self.states.get(aggregate_id)
         state = self.codec.decode(state_bytes) if state_bytes is not None else None
+        waiting = self._waiting(aggregate_id, command)
         command = self.prepare(state, command)
         at = self.clock()
         result = self.decide(state, command, at)
@@ -190,11 +191,37 @@ class CommandProcessor:
             if self.applied is not None:
                 self.applied(result, origin)
         if self.pending is not None:
-            if follow_ups:
-                self.pending[aggregate_id] = self.codec.encode(PendingSteps(commands=processed.commands, issued_at=at))
-            elif isinstance(command, Reply) and encoded_events and aggregate_id in self.pending:
-                del self.pending[aggregate_id]  # answered, and nothing more to wait for
+            self._wait_on(aggregate_id, waiting, processed.commands, at)
         return self._records(processed, follow_ups, outcome.command_id if outcome else None)
+
+    def _waiting(self, aggregate_id: str, command) -> tuple[PendingSteps | None, tuple[bytes, ...]]:
+        """The aggregate's pending steps, and those of them still waited on once `command` is handled:
+        all but the one a reply answers (`<step>.reply`), whether the reply was accepted or refused."""
+        data = self.pending.get(aggregate_id) if self.pending is not None else None
+        if data is None:
+            return None, ()
+        before: PendingSteps = self.codec.decode(data)
+        if not isinstance(command, Reply):
+            return before, before.commands
+        return before, tuple(step for step in before.commands
+                             if reply_id_for(self.codec.decode(step).command_id) != command.command_id)
+
+    def _wait_on(self, aggregate_id: str, waiting: tuple[PendingSteps | None, tuple[bytes, ...]],
+                 issued: tuple[bytes, ...], at: int) -> None:
+        """Keeps what the aggregate still waits on: the steps not answered yet and those just issued.
+
+        An answered step is never waited on again, even when its answer was a refusal (an email taken, a
+        refund refused) that changes no state: the redrive would otherwise ask it again every few seconds
+        forever. A stray reply (answering no pending step) leaves the steps as they are.
+        """
+        before, still = waiting
+        steps = still + tuple(step for step in issued if step not in still)
+        if not steps:
+            if before is not None:
+                del self.pending[aggregate_id]  # answered, and nothing more to wait for
+        elif before is None or steps != before.commands:
+            issued_at = at if issued or before is None else before.issued_at
+            self.pending[aggregate_id] = self.codec.encode(PendingSteps(commands=steps, issued_at=issued_at))
 
     def overdue(self, now: int, after_ms: int, wanted: Callable[[str], bool]) -> dict[str, list[Outgoing]]:
         """Per wanted aggregate, its pending steps issued more than `after_ms` ago, to be issued again."""

@@ -83,6 +83,11 @@ def event_id_for(command_id: str, index: int) -> str:
     return f"{command_id}.{index}"
 
 
+def reply_id_for(step_command_id: str) -> str:
+    """A step's answer is `<step>.reply`: the id tells which waited-on step a reply answers."""
+    return f"{step_command_id}.reply"
+
+
 def envelope(state, command: Command, now_ms: int, index: int = 0) -> dict:
     """The fields every event of `command` shares: derived id, the aggregate's next version, cause, time."""
     return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Command, Event, Reason, Rejection, Reply, event_id_for, text_error
+from .base import Command, Event, Reason, Rejection, Reply, event_id_for, reply_id_for, text_error
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +91,7 @@ def react(state: EmailReservation | None, command: ReserveEmail, result) -> tupl
     """Answer the customer, carrying its details so it needs nothing kept while it waits."""
     rejected = isinstance(result, Rejection)
     return (RecordEmailReservation(
-        command_id=f"{command.command_id}.reply", customer_id=command.customer_id, email=command.email,
+        command_id=reply_id_for(command.command_id), customer_id=command.customer_id, email=command.email,
         accepted=not rejected, reason=result.reason if rejected else None, first_name=command.first_name,
         last_name=command.last_name, phone=command.phone, address=command.address,
         personal_data=command.personal_data, key_id=command.key_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .base import Command, Reply
+from .base import Command, Reply, reply_id_for
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,5 +72,5 @@ REPLY_TO_STEP = {DebitAccount: RecordDebit, CreditAccount: RecordCredit, RefundA
 def reply_to(step: Command, rejection_reason: str | None) -> _StepReply:
     """The reply an account sends to the transfer for `step`: accepted, or refused with a reason."""
     return REPLY_TO_STEP[type(step)](
-        command_id=f"{step.command_id}.reply", transfer_id=step.transfer_id, account_id=step.account_id,
+        command_id=reply_id_for(step.command_id), transfer_id=step.transfer_id, account_id=step.account_id,
         accepted=rejection_reason is None, reason=rejection_reason)

@@ -578,6 +578,24 @@ async def test_a_customer_refused_its_email_keeps_no_key(bank):
     assert bank.raw("customer_to_key", "C1") is not None
 
 
+# Waiting processes ----------------------------------------------------------------------------------
+
+@scenario
+async def test_a_customer_refused_its_email_waits_on_nothing_more_so_the_reservation_is_not_issued_again(bank):
+    async with bank.agent(CUSTOMERS) as customers, bank.agent(EMAILS) as registry:
+        await through_the_registry(bank, customers, create_customer("create-1", "C1", email="ada@example.com"))
+        asked = await customers.put("C2", create_customer("create-2", "C2", email="ada@example.com"))
+        assert bank.raw("customer_to_pending_steps", "C2") is not None  # waits on its ReserveEmail
+        answered = await registry.put(asked[0].key, asked[0].value)
+        (reply,) = on(topics.CUSTOMER_REPLIES, answered)
+        settled = await customers.put(reply.key, reply.value, topic=topics.CUSTOMER_REPLIES.name)
+
+    assert [(o.status, o.reason) for o in map(bank.decode, on(topics.COMMAND_OUTCOMES, settled))] == [
+        (REJECTED, Reason.EMAIL_TAKEN)]
+    assert bank.raw("customer_to_pending_steps", "C2") is None
+    assert bank.raw("customer_to_pending_steps", "C1") is None
+
+
 @scenario
 async def test_an_unexpected_error_in_a_batch_is_reported_before_anything_of_the_batch_can_be_committed(
         bank, monkeypatch):

@@ -231,6 +231,42 @@ async def test_a_debit_beyond_the_balance_fails_the_transfer_with_insufficient_f
 
 
 @scenario
+async def test_a_transfer_whose_debit_is_refused_for_insufficient_funds_waits_on_no_step(bank):
+    async with bank.agent(TRANSFERS) as transfers, bank.agent(ACCOUNTS) as accounts:
+        s = Saga(bank, transfers, accounts)
+        await s.account(open_account("A", "10.00"))
+        await s.account(open_account("B", "5.00"))
+        initiated = await s.transfer(transfer_money("30.00"))
+        assert bank.raw("transfer_to_pending_steps", "T") is not None  # waits on its debit
+        refused = await s.deliver(on(topics.ACCOUNT_COMMANDS, initiated)[0])
+        await s.deliver(on(topics.TRANSFER_REPLIES, refused)[0])
+
+    assert s.transfer_state().state == FAILED
+    assert bank.raw("transfer_to_pending_steps", "T") is None
+
+
+@scenario
+async def test_a_refused_refund_leaves_the_transfer_stuck_but_waits_on_no_step_issued_again_forever(bank):
+    # A refund is never refused by the rules; if one is (a bug, a hand-written reply), asking again
+    # gets the same recorded answer: the account dedups the step by its id.
+    async with bank.agent(TRANSFERS) as transfers, bank.agent(ACCOUNTS) as accounts:
+        s = Saga(bank, transfers, accounts)
+        await s.account(open_account("A", "100.00"))
+        initiated = await s.transfer(transfer_money("30.00", to_account_id="Z"))
+        debited = await s.deliver(on(topics.ACCOUNT_COMMANDS, initiated)[0])
+        transfer_debited = await s.deliver(on(topics.TRANSFER_REPLIES, debited)[0])
+        refused = await s.deliver(on(topics.ACCOUNT_COMMANDS, transfer_debited)[0])
+        await s.deliver(on(topics.TRANSFER_REPLIES, refused)[0])
+        assert bank.raw("transfer_to_pending_steps", "T") is not None  # waits on its refund
+        await s.put(transfers, "T", RecordRefund(command_id="T.refund.reply", transfer_id="T", account_id="A",
+                                                 accepted=False, reason=Reason.ACCOUNT_CLOSED),
+                    topics.TRANSFER_REPLIES.name)
+
+    assert (s.transfer_state().state, s.transfer_state().reason) == (DEBITED, Reason.ACCOUNT_NOT_FOUND)
+    assert bank.raw("transfer_to_pending_steps", "T") is None
+
+
+@scenario
 async def test_a_transfer_from_an_unknown_account_fails_with_account_not_found(bank):
     async with bank.agent(TRANSFERS) as transfers, bank.agent(ACCOUNTS) as accounts:
         s = Saga(bank, transfers, accounts)
