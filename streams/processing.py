@@ -13,7 +13,7 @@ from typing import Callable, MutableMapping
 from . import topics
 from .avro import Codec, DecodeError
 from .domain import views
-from .domain.base import DEFERRED, Reason, Rejection, Reply, reply_id_for
+from .domain.base import DEFERRED, Reason, Rejection, Reply, derived_id_error, reply_id_for
 from .domain.customers import CustomerForgotten
 from .domain.outcomes import CommandOutcome, PendingSteps, ProcessedCommand, outcome_of
 
@@ -151,6 +151,10 @@ class CommandProcessor:
             if isinstance(command, Reply):
                 return [dead_letter(key, value, origin, "a reply's key must be its aggregate id")]
             rejection = Rejection(Reason.INVALID_FIELD, "the record key must be the aggregate id", "key")
+            return [self._outcome_record(outcome_of(command, rejection, self.clock()))]
+        if rejection := derived_id_error(command):
+            # Before the dedup lookup, and not recorded: a client command under a derived id must be
+            # neither taken for the step that owns the id nor remembered in the step's place.
             return [self._outcome_record(outcome_of(command, rejection, self.clock()))]
 
         seen = self.processed.get(command.command_id)

@@ -4,6 +4,7 @@ different partitions meet on the email's partition, and exactly one wins.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .base import Command, Event, Reason, Rejection, Reply, event_id_for, reply_id_for, text_error
 
@@ -25,6 +26,7 @@ class ReserveEmail(Command):
     address: str | None = None
     personal_data: bytes = b""
     key_id: str = ""
+    issued_by_process: ClassVar[bool] = True  # by a customer's CreateCustomer only
 
     @property
     def aggregate_id(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import ClassVar
 
 from .base import Command, Reply, reply_id_for
 
@@ -16,6 +17,7 @@ class _AccountStep(Command):
     account_id: str
     transfer_id: str
     amount: Decimal
+    issued_by_process: ClassVar[bool] = True  # by the transfer saga only
 
     @property
     def aggregate_id(self) -> str:
