@@ -113,11 +113,16 @@ class KeyStore:
     def key_of(self, customer_id: str) -> bytes | None:
         return self.keys.get(customer_id)
 
-    def prepare(self, state, command: Command) -> Command:
+    def prepare(self, state, command: Command, waiting: tuple = ()) -> Command:
         """What the customer processor hands the domain: see `seal_command`; and a refused email
-        reservation deletes the key made for the customer that will now never exist."""
+        reservation deletes the key made for the customer that will now never exist.
+
+        `waiting`: the steps the customer still waits on besides the one this reply answers. Two
+        CreateCustomer for one new customer are sealed with one key (the second finds the first's);
+        while another reservation is waited on, the customer may still come to exist with that key.
+        """
         if (isinstance(command, customers.RecordEmailReservation) and not command.accepted and state is None
-                and command.customer_id in self.keys):
+                and not waiting and command.customer_id in self.keys):
             del self.keys[command.customer_id]
         if isinstance(command, customers.CreateCustomer) and (command.personal_data or command.email_hash
                                                                or command.key_id):

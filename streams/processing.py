@@ -123,10 +123,12 @@ class CommandProcessor:
                  clock: Callable[[], int] = now_ms, pending: MutableMapping[str, bytes] | None = None,
                  prepare: Callable | None = None, applied: Callable | None = None):
         self.codec = codec
-        # Adapter hooks around the pure domain (streams.privacy for customers): `prepare(state, command)`
-        # may rewrite a new command before `decide` (sealing personal data); `applied(events, origin)` runs after
-        # its events are stored, and again when a redelivery re-emits them (deleting a forgotten key).
-        self.prepare = prepare or (lambda state, command: command)
+        # Adapter hooks around the pure domain (streams.privacy for customers): `prepare(state, command,
+        # waiting)` may rewrite a new command before `decide` (sealing personal data); `waiting` holds the
+        # encoded steps the aggregate still waits on once this command is handled (a reply's own step left
+        # out). `applied(events, origin)` runs after its events are stored, and again when a redelivery
+        # re-emits them (deleting a forgotten key).
+        self.prepare = prepare or (lambda state, command, waiting: command)
         self.applied = applied
         self.pending = pending  # aggregate id → PendingSteps, for processes that wait on answers
         self.decide = aggregate.decide
@@ -165,7 +167,7 @@ class CommandProcessor:
         state_bytes = self.states.get(aggregate_id)
         state = self.codec.decode(state_bytes) if state_bytes is not None else None
         waiting = self._waiting(aggregate_id, command)
-        command = self.prepare(state, command)
+        command = self.prepare(state, command, waiting[1])
         at = self.clock()
         result = self.decide(state, command, at)
         encoded_events = ()

@@ -578,6 +578,30 @@ async def test_a_customer_refused_its_email_keeps_no_key(bank):
     assert bank.raw("customer_to_key", "C1") is not None
 
 
+@scenario
+async def test_a_refused_second_create_answered_first_leaves_the_key_the_accepted_create_sealed_with(bank):
+    async with bank.agent(CUSTOMERS) as customers, bank.agent(EMAILS) as registry:
+        await through_the_registry(bank, customers, create_customer("create-eve", "E", email="eve@example.com"))
+        first = await customers.put("C", create_customer("create-1", "C", email="ada@example.com"))
+        second = await customers.put("C", create_customer("create-2", "C", email="eve@example.com"))
+        accepted = await registry.put(first[0].key, first[0].value)
+        refused = await registry.put(second[0].key, second[0].value)
+        (accepted_reply,), (refused_reply,) = on(topics.CUSTOMER_REPLIES, accepted), on(topics.CUSTOMER_REPLIES,
+                                                                                         refused)
+        assert not bank.decode(refused_reply).accepted
+        rejected = await customers.put("C", refused_reply.value, topic=topics.CUSTOMER_REPLIES.name)
+        assert bank.raw("customer_to_pending_steps", "C") is not None  # create-1 still waits on its email
+        created = await customers.put("C", accepted_reply.value, topic=topics.CUSTOMER_REPLIES.name)
+
+    outcomes = {o.command_id: (o.status, o.reason) for o in map(bank.decode, on(topics.COMMAND_OUTCOMES,
+                                                                                 rejected + created))}
+    assert outcomes == {"create-2": (REJECTED, Reason.EMAIL_TAKEN), "create-1": (ACCEPTED, None)}
+    event = bank.decode(on(topics.CUSTOMER_EVENTS, created)[0])
+    assert personal_data(bank, event, "C") == PersonalData(first_name="Ada", last_name="Lovelace",
+                                                           email="ada@example.com")
+    assert bank.raw("customer_to_pending_steps", "C") is None
+
+
 # Waiting processes ----------------------------------------------------------------------------------
 
 @scenario

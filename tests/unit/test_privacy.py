@@ -148,6 +148,15 @@ def test_a_refused_email_reservation_deletes_the_key_made_for_the_customer_that_
     assert keys == {}
 
 
+def test_a_refused_email_reservation_keeps_the_key_while_another_create_of_the_customer_still_waits():
+    keys = {"C": new_key()}
+    refused = RecordEmailReservation(command_id="create-2.reserve-email.reply", customer_id="C", email="h",
+                                     accepted=False, reason=Reason.EMAIL_TAKEN, settles_command_id="create-2",
+                                     settles_command_type="CreateCustomer")
+    KeyStore(keys, SECRET).prepare(None, refused, waiting=(b"create-1's ReserveEmail",))
+    assert set(keys) == {"C"}
+
+
 def test_customer_forgotten_deletes_the_key_and_a_redelivery_deletes_nothing_more():
     keys = {"C": new_key(), "D": new_key()}
     store = KeyStore(keys, SECRET)
