@@ -47,15 +47,56 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+#: The broker's default `message.max.bytes`: the largest record batch it takes, so about the largest
+#: record any producer can have put on a command or event topic.
+BROKER_MESSAGE_MAX_BYTES = 1_048_588
+#: librdkafka's default `message.max.bytes`, which the workers' producer keeps: it refuses, before
+#: sending, a record whose key, value, headers and framing exceed it (MSG_SIZE_TOO_LARGE).
+PRODUCER_MESSAGE_MAX_BYTES = 1_000_000
+#: The most a dead letter may take (`wire_size`). A record the broker took (up to 1,048,588 bytes) plus
+#: the dead letter's headers may exceed what the producer and the broker take: the letter could not be
+#: sent, its batch would fail, and the worker would stop on it again at every restart. Beyond this limit
+#: the letter leaves the original value out (`deadletter.value-omitted` gives its size): the command
+#: and event topics keep their records, so it stays readable at its topic, partition and offset.
+DEADLETTER_MAX_BYTES = PRODUCER_MESSAGE_MAX_BYTES
+
+#: Headers of a dead letter that left the original value (or key) out: their value is its size in bytes.
+VALUE_OMITTED_HEADER = "deadletter.value-omitted"
+KEY_OMITTED_HEADER = "deadletter.key-omitted"
+
+_BATCH_OVERHEAD = 61  # a record batch's header (magic v2), when the record travels alone
+_RECORD_OVERHEAD = 36  # a record's length, attributes, timestamp and offset deltas, key and value lengths,
+#                        header count, each varint at its widest (librdkafka's RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD)
+_VARINT_MAX = 5
+
+
+def wire_size(key: bytes, value: bytes, headers) -> int:
+    """At least the bytes one record takes on the wire, alone in its batch: what producer and broker check."""
+    return (_BATCH_OVERHEAD + _RECORD_OVERHEAD + len(key) + len(value)
+            + sum(2 * _VARINT_MAX + len(name.encode()) + len(data) for name, data in headers))
+
+
 def dead_letter(key: bytes | None, value: bytes | None, origin: Origin, error: str) -> Outgoing:
-    """The original bytes, untouched, with where they came from and why they were parked."""
-    headers = (
+    """The original bytes, untouched, with where they came from and why they were parked.
+
+    Bounded by DEADLETTER_MAX_BYTES: the value (and, were it alone too large, the key) of a record too
+    large to park whole is left out, and a header says how large it was.
+    """
+    key_text = (key or b"").decode("utf-8", "replace")
+    raw_key, value = key_text.encode(), value or b""
+    headers = [
         ("deadletter.topic", origin.topic.encode()),
         ("deadletter.partition", str(origin.partition).encode()),
         ("deadletter.offset", str(origin.offset).encode()),
         ("deadletter.error", error.encode("utf-8", "replace")[:1000]),
-    )
-    return Outgoing(topics.DEADLETTER.name, (key or b"").decode("utf-8", "replace"), value or b"", headers)
+    ]
+    if wire_size(raw_key, value, headers) > DEADLETTER_MAX_BYTES:
+        headers.append((VALUE_OMITTED_HEADER, str(len(value)).encode()))
+        value = b""
+        if wire_size(raw_key, value, headers) > DEADLETTER_MAX_BYTES:
+            headers.append((KEY_OMITTED_HEADER, str(len(key or b"")).encode()))
+            key_text = ""
+    return Outgoing(topics.DEADLETTER.name, key_text, value, tuple(headers))
 
 
 class KeyPrefixed(MutableMapping):
