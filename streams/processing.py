@@ -165,11 +165,14 @@ class CommandProcessor:
                  prepare: Callable | None = None, applied: Callable | None = None):
         self.codec = codec
         # Adapter hooks around the pure domain (streams.privacy for customers): `prepare(state, command,
-        # waiting)` may rewrite a new command before `decide` (sealing personal data); `waiting` holds the
-        # encoded steps the aggregate still waits on once this command is handled (a reply's own step left
-        # out). `applied(events, origin)` runs after its events are stored, and again when a redelivery
-        # re-emits them (deleting a forgotten key).
-        self.prepare = prepare or (lambda state, command, waiting: command)
+        # waiting, redelivered)` runs for every command handled. Before `decide` it may rewrite a new command
+        # (sealing personal data); `waiting` holds the encoded steps the aggregate still waits on once this
+        # command is handled (a reply's own step left out). For a redelivery (`redelivered=True`: its records
+        # are re-emitted, nothing is decided) its return is ignored: it only writes again what it keeps
+        # (the customer's key), as `_replay` does with the dedup and state entries.
+        # `applied(events, origin)` runs after its events are stored, and again when a redelivery re-emits
+        # them (deleting a forgotten key).
+        self.prepare = prepare or (lambda state, command, waiting, redelivered=False: command)
         self.applied = applied
         self.pending = pending  # aggregate id → PendingSteps, for processes that wait on answers
         self.decide = aggregate.decide
@@ -203,7 +206,7 @@ class CommandProcessor:
         seen = self.processed.get(command.command_id)
         if seen is not None:
             self.observe(type(command).__name__, "DUPLICATE", None)
-            return self._replay(command.command_id, seen, origin)
+            return self._replay(command, seen, origin)
 
         state_bytes = self.states.get(aggregate_id)
         state = self.codec.decode(state_bytes) if state_bytes is not None else None
@@ -294,14 +297,15 @@ class CommandProcessor:
             out.append(Outgoing(topics.COMMAND_OUTCOMES.name, outcome_id, processed.outcome))
         return out
 
-    def _replay(self, command_id: str, seen: bytes, origin: Origin) -> list[Outgoing]:
+    def _replay(self, command, seen: bytes, origin: Origin) -> list[Outgoing]:
         processed: ProcessedCommand = self.codec.decode(seen)
         # Write both entries again: if the first writes reached local RocksDB but not the
-        # changelog before a crash, this puts them on the changelog too.
-        self.processed[command_id] = seen
+        # changelog before a crash (or with an aborted transaction), this puts them on the changelog too.
+        self.processed[command.command_id] = seen
         state_bytes = self.states.get(processed.aggregate_id)
         events = [self.codec.decode(e) for e in processed.events]
         state = self.codec.decode(state_bytes) if state_bytes is not None else None
+        self.prepare(state, command, (), redelivered=True)
         behind = [e for e in events if e.version > (state.version if state else 0)]
         if behind:
             # The dedup record reached the changelog but the state written after it did not (a crash
