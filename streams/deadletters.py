@@ -13,10 +13,15 @@ with the original key and bytes and the headers `deadletter.topic`, `deadletter.
   crash between the two writes replays it again on the next run, which the command processors'
   dedup by command id absorbs. Records that still do not decode with `streams.avro.Codec` (or decode to
   a type foreign to their topic) are refused unless `force`.
+- A dead letter of a record too large to park whole (`processing.DEADLETTER_MAX_BYTES`) carries no value
+  and the header `deadletter.value-omitted` (the original size; `deadletter.key-omitted` likewise for a
+  huge key). `list` shows it as omitted; `replay` reads the original key and bytes at its source topic,
+  partition and offset (command and event topics keep their records) and fails it if they are gone.
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import time
 import uuid
@@ -26,13 +31,21 @@ from typing import Callable
 from . import topics
 from .avro import Codec, DecodeError
 from .config import Settings
+from .processing import KEY_OMITTED_HEADER, VALUE_OMITTED_HEADER
 
 REPLAYED_TOPIC = "bank.deadletter-replayed"
 REPLAYED_FROM_HEADER = "deadletter.replayed-from"
+#: The replay producer's `message.max.bytes`: above librdkafka's default of 1,000,000, so an original the
+#: broker took (a letter that omitted it) can go back; the broker, which took it once, has the last word.
+REPLAY_MESSAGE_MAX_BYTES = 16 * 2**20
 
 
 class DeadletterUnavailable(RuntimeError):
     """Kafka did not answer, or a topic was not read to its end in time."""
+
+
+class OriginalUnavailable(RuntimeError):
+    """A letter omitted the original bytes, and they cannot be read at its source offset."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +61,31 @@ class Parked:
     partition: int | None
     offset: int | None
     error: str
+    value_omitted: int | None = None  # the original value's size, when the letter left it out
+    key_omitted: int | None = None  # the original key's size, when the letter left it out
 
     @property
     def marker(self) -> str:
         """Its key in `bank.deadletter-replayed`."""
         return f"{self.dl_partition}:{self.dl_offset}"
 
+    @property
+    def omitted(self) -> bool:
+        """Whether the original bytes are only at the source offset, not in the letter."""
+        return self.value_omitted is not None or self.key_omitted is not None
+
+    @property
+    def size(self) -> int:
+        """The original value's size."""
+        return self.value_omitted if self.value_omitted is not None else len(self.value)
+
     def to_dict(self, replayed: bool | None = None) -> dict:
         out = {"deadletter_partition": self.dl_partition, "deadletter_offset": self.dl_offset,
                "timestamp": self.timestamp, "topic": self.topic, "partition": self.partition, "offset": self.offset,
                "error": self.error, "key": None if self.key is None else self.key.decode("utf-8", "replace"),
-               "size": len(self.value), "value_base64": base64.b64encode(self.value).decode("ascii")}
+               "size": self.size,
+               "value_base64": None if self.omitted else base64.b64encode(self.value).decode("ascii"),
+               "value_omitted": self.omitted}
         if replayed is not None:
             out["replayed"] = replayed
         return out
@@ -66,9 +93,11 @@ class Parked:
     def line(self, replayed: bool = False) -> str:
         origin = f"{self.topic}[{self.partition}]@{self.offset}" if self.topic else "(no origin headers)"
         key = "-" if self.key is None else self.key.decode("utf-8", "replace")
+        if self.key_omitted is not None:
+            key = f"(omitted, {self.key_omitted} bytes)"
+        size = f"{self.size} (omitted: read at its origin)" if self.omitted else str(self.size)
         mark = "  (replayed)" if replayed else ""
-        return (f"{self.dl_partition}:{self.dl_offset}  {origin}  key={key}  size={len(self.value)}  "
-                f"error={self.error}{mark}")
+        return f"{self.dl_partition}:{self.dl_offset}  {origin}  key={key}  size={size}  error={self.error}{mark}"
 
 
 def _quiet_logger() -> logging.Logger:
@@ -92,7 +121,8 @@ def _parse(message) -> Parked:
     return Parked(dl_partition=message.partition(), dl_offset=message.offset(), timestamp=message.timestamp()[1],
                   key=message.key(), value=message.value() or b"", topic=headers.get("deadletter.topic") or None,
                   partition=_int(headers.get("deadletter.partition")), offset=_int(headers.get("deadletter.offset")),
-                  error=headers.get("deadletter.error", ""))
+                  error=headers.get("deadletter.error", ""), value_omitted=_int(headers.get(VALUE_OMITTED_HEADER)),
+                  key_omitted=_int(headers.get(KEY_OMITTED_HEADER)))
 
 
 def _read_topic(settings: Settings, topic: str, timeout: float) -> list:
@@ -212,6 +242,51 @@ def why_not_replayable(record: Parked, codec: Codec, known_topics: dict[str, tup
     return None
 
 
+def read_original(settings: Settings, record: Parked, timeout: float = 30.0) -> Parked:
+    """`record` with the original key and bytes read at its source offset (for a letter that omitted them).
+
+    Raises OriginalUnavailable when there is no origin, or the record is gone from it (retention, a purge)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    if not record.topic or record.partition is None or record.partition < 0 or record.offset is None:
+        raise OriginalUnavailable("the value was omitted and the letter names no origin to read it from")
+    where = f"{record.topic}[{record.partition}]@{record.offset}"
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(0.1, deadline - time.monotonic())
+
+    consumer = Consumer(settings.confluent_config(**{
+        "group.id": f"bank-deadletter-{uuid.uuid4().hex}", "enable.auto.commit": False,
+        "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "logger": _quiet_logger(),
+    }))
+    try:
+        tp = TopicPartition(record.topic, record.partition)
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=left(), cached=False)
+        except KafkaException as exc:
+            raise OriginalUnavailable(f"cannot read the offsets of {record.topic}[{record.partition}]: {exc}") from None
+        if not low <= record.offset < high:
+            raise OriginalUnavailable(f"the value was omitted and {where} is no longer on its topic "
+                                      f"(it holds offsets {low} to {high - 1})")
+        consumer.assign([TopicPartition(record.topic, record.partition, record.offset)])
+        while time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=1, timeout=min(0.5, left())):
+                if message.error() is not None:
+                    continue
+                if message.offset() != record.offset:  # compacted away, or an aborted write
+                    raise OriginalUnavailable(f"the value was omitted and {where} is no longer on its topic")
+                value = message.value() or b""
+                if record.value_omitted is not None and len(value) != record.value_omitted:
+                    raise OriginalUnavailable(f"{where} holds {len(value)} bytes, the letter says "
+                                              f"{record.value_omitted}: not the parked record")
+                return dataclasses.replace(record, key=message.key(), value=value, value_omitted=None,
+                                           key_omitted=None)
+        raise OriginalUnavailable(f"timed out after {timeout:g}s reading {where}")
+    finally:
+        consumer.close()
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayResult:
     record: Parked
@@ -229,11 +304,12 @@ class ReplayResult:
 
 
 def replay(settings: Settings, *, topic: str | None = None, dry_run: bool = False, force: bool = False,
-           timeout: float = 30.0, report: Callable[[ReplayResult], None] = lambda result: None
-           ) -> list[ReplayResult]:
+           timeout: float = 30.0, report: Callable[[ReplayResult], None] = lambda result: None,
+           fetch: Callable[[Settings, Parked, float], Parked] | None = None) -> list[ReplayResult]:
     """Replays the parked records (of `topic`, if given) not replayed before; see the module docstring."""
     from confluent_kafka import KafkaException, Producer
 
+    fetch = fetch or read_original
     parked = [r for r in read_parked(settings, timeout) if topic is None or r.topic == topic]
     done = read_replayed(settings, timeout)
     codec = Codec()
@@ -249,11 +325,17 @@ def replay(settings: Settings, *, topic: str | None = None, dry_run: bool = Fals
         ensure_replayed_topic(settings, timeout)
         producer = Producer(settings.confluent_config(**{
             "partitioner": "murmur2_random", "enable.idempotence": True, "acks": "all",
-            "logger": _quiet_logger()}))
+            "message.max.bytes": REPLAY_MESSAGE_MAX_BYTES, "logger": _quiet_logger()}))
     for record in parked:
         if record.marker in done:
             add(ReplayResult(record, "skipped", "already replayed"))
             continue
+        if record.omitted:  # the letter left the original out: it is still at its source offset
+            try:
+                record = fetch(settings, record, timeout)
+            except OriginalUnavailable as exc:
+                add(ReplayResult(record, "failed", str(exc)))
+                continue
         reason = why_not_replayable(record, codec, known_topics)
         if reason is not None and not (force and record.topic):
             add(ReplayResult(record, "refused", reason + ("" if not record.topic else " (--force replays it anyway)")))

@@ -113,12 +113,31 @@ class KeyStore:
     def key_of(self, customer_id: str) -> bytes | None:
         return self.keys.get(customer_id)
 
-    def prepare(self, state, command: Command) -> Command:
+    def prepare(self, state, command: Command, waiting: tuple = (), redelivered: bool = False) -> Command:
         """What the customer processor hands the domain: see `seal_command`; and a refused email
-        reservation deletes the key made for the customer that will now never exist."""
+        reservation deletes the key made for the customer that will now never exist.
+
+        `waiting`: the steps the customer still waits on besides the one this reply answers. Two
+        CreateCustomer for one new customer are sealed with one key (the second finds the first's);
+        while another reservation is waited on, the customer may still come to exist with that key.
+
+        The key is written again with every record that carries a blob sealed with it (the sealed
+        reservation, the accepted reply that makes CustomerCreated), also on a redelivery: the local
+        store may hold a key whose changelog record was lost with an attempt that never committed (a
+        crash before the changelog got it, an aborted transaction: RocksDB keeps what it was given). Then
+        the blob would be visible on Kafka while its key is not, and the customer would read as forgotten
+        on every other worker.
+        """
+        if redelivered:
+            if isinstance(command, customers.CreateCustomer) or (
+                    isinstance(command, customers.RecordEmailReservation) and command.accepted):
+                self._restate(command.customer_id)
+            return command
         if (isinstance(command, customers.RecordEmailReservation) and not command.accepted and state is None
-                and command.customer_id in self.keys):
+                and not waiting and command.customer_id in self.keys):
             del self.keys[command.customer_id]
+        if isinstance(command, customers.RecordEmailReservation) and command.accepted and state is None:
+            self._restate(command.customer_id)
         if isinstance(command, customers.CreateCustomer) and (command.personal_data or command.email_hash
                                                                or command.key_id):
             # Only this adapter seals: sealed fields from a producer are dropped, the plaintext is what counts.
@@ -135,16 +154,19 @@ class KeyStore:
         if (not isinstance(command, customers.CreateCustomer) or command.personal_data or state is not None
                 or customers.validate(command) is not None):
             return command
-        key = self.keys.get(command.customer_id)
-        if key is None:
-            key = new_key()
-            self.keys[command.customer_id] = key
+        key = self.keys.get(command.customer_id) or new_key()
+        self.keys[command.customer_id] = key  # also when found: see `prepare`
         data = PersonalData(first_name=command.first_name, last_name=command.last_name,
                             email=customers.normalize_email(command.email), phone=command.phone or None,
                             address=command.address or None)
         return replace(command, first_name="", last_name="", email="", phone=None, address=None,
                        email_hash=email_hash(self.email_secret, command.email), key_id=command.customer_id,
                        personal_data=seal(key, command.customer_id, data))
+
+    def _restate(self, customer_id: str) -> None:
+        key = self.keys.get(customer_id)
+        if key is not None:
+            self.keys[customer_id] = key
 
     def shred(self, events) -> None:
         """After `CustomerForgotten`: delete the customer's key (again, on a redelivery)."""

@@ -13,7 +13,7 @@ from typing import Callable, MutableMapping
 from . import topics
 from .avro import Codec, DecodeError
 from .domain import views
-from .domain.base import DEFERRED, Reason, Rejection, Reply
+from .domain.base import DEFERRED, Reason, Rejection, Reply, derived_id_error, reply_id_for
 from .domain.customers import CustomerForgotten
 from .domain.outcomes import CommandOutcome, PendingSteps, ProcessedCommand, outcome_of
 
@@ -47,15 +47,56 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+#: The broker's default `message.max.bytes`: the largest record batch it takes, so about the largest
+#: record any producer can have put on a command or event topic.
+BROKER_MESSAGE_MAX_BYTES = 1_048_588
+#: librdkafka's default `message.max.bytes`, which the workers' producer keeps: it refuses, before
+#: sending, a record whose key, value, headers and framing exceed it (MSG_SIZE_TOO_LARGE).
+PRODUCER_MESSAGE_MAX_BYTES = 1_000_000
+#: The most a dead letter may take (`wire_size`). A record the broker took (up to 1,048,588 bytes) plus
+#: the dead letter's headers may exceed what the producer and the broker take: the letter could not be
+#: sent, its batch would fail, and the worker would stop on it again at every restart. Beyond this limit
+#: the letter leaves the original value out (`deadletter.value-omitted` gives its size): the command
+#: and event topics keep their records, so it stays readable at its topic, partition and offset.
+DEADLETTER_MAX_BYTES = PRODUCER_MESSAGE_MAX_BYTES
+
+#: Headers of a dead letter that left the original value (or key) out: their value is its size in bytes.
+VALUE_OMITTED_HEADER = "deadletter.value-omitted"
+KEY_OMITTED_HEADER = "deadletter.key-omitted"
+
+_BATCH_OVERHEAD = 61  # a record batch's header (magic v2), when the record travels alone
+_RECORD_OVERHEAD = 36  # a record's length, attributes, timestamp and offset deltas, key and value lengths,
+#                        header count, each varint at its widest (librdkafka's RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD)
+_VARINT_MAX = 5
+
+
+def wire_size(key: bytes, value: bytes, headers) -> int:
+    """At least the bytes one record takes on the wire, alone in its batch: what producer and broker check."""
+    return (_BATCH_OVERHEAD + _RECORD_OVERHEAD + len(key) + len(value)
+            + sum(2 * _VARINT_MAX + len(name.encode()) + len(data) for name, data in headers))
+
+
 def dead_letter(key: bytes | None, value: bytes | None, origin: Origin, error: str) -> Outgoing:
-    """The original bytes, untouched, with where they came from and why they were parked."""
-    headers = (
+    """The original bytes, untouched, with where they came from and why they were parked.
+
+    Bounded by DEADLETTER_MAX_BYTES: the value (and, were it alone too large, the key) of a record too
+    large to park whole is left out, and a header says how large it was.
+    """
+    key_text = (key or b"").decode("utf-8", "replace")
+    raw_key, value = key_text.encode(), value or b""
+    headers = [
         ("deadletter.topic", origin.topic.encode()),
         ("deadletter.partition", str(origin.partition).encode()),
         ("deadletter.offset", str(origin.offset).encode()),
         ("deadletter.error", error.encode("utf-8", "replace")[:1000]),
-    )
-    return Outgoing(topics.DEADLETTER.name, (key or b"").decode("utf-8", "replace"), value or b"", headers)
+    ]
+    if wire_size(raw_key, value, headers) > DEADLETTER_MAX_BYTES:
+        headers.append((VALUE_OMITTED_HEADER, str(len(value)).encode()))
+        value = b""
+        if wire_size(raw_key, value, headers) > DEADLETTER_MAX_BYTES:
+            headers.append((KEY_OMITTED_HEADER, str(len(key or b"")).encode()))
+            key_text = ""
+    return Outgoing(topics.DEADLETTER.name, key_text, value, tuple(headers))
 
 
 class KeyPrefixed(MutableMapping):
@@ -123,10 +164,15 @@ class CommandProcessor:
                  clock: Callable[[], int] = now_ms, pending: MutableMapping[str, bytes] | None = None,
                  prepare: Callable | None = None, applied: Callable | None = None):
         self.codec = codec
-        # Adapter hooks around the pure domain (streams.privacy for customers): `prepare(state, command)`
-        # may rewrite a new command before `decide` (sealing personal data); `applied(events, origin)` runs after
-        # its events are stored, and again when a redelivery re-emits them (deleting a forgotten key).
-        self.prepare = prepare or (lambda state, command: command)
+        # Adapter hooks around the pure domain (streams.privacy for customers): `prepare(state, command,
+        # waiting, redelivered)` runs for every command handled. Before `decide` it may rewrite a new command
+        # (sealing personal data); `waiting` holds the encoded steps the aggregate still waits on once this
+        # command is handled (a reply's own step left out). For a redelivery (`redelivered=True`: its records
+        # are re-emitted, nothing is decided) its return is ignored: it only writes again what it keeps
+        # (the customer's key), as `_replay` does with the dedup and state entries.
+        # `applied(events, origin)` runs after its events are stored, and again when a redelivery re-emits
+        # them (deleting a forgotten key).
+        self.prepare = prepare or (lambda state, command, waiting, redelivered=False: command)
         self.applied = applied
         self.pending = pending  # aggregate id → PendingSteps, for processes that wait on answers
         self.decide = aggregate.decide
@@ -152,15 +198,20 @@ class CommandProcessor:
                 return [dead_letter(key, value, origin, "a reply's key must be its aggregate id")]
             rejection = Rejection(Reason.INVALID_FIELD, "the record key must be the aggregate id", "key")
             return [self._outcome_record(outcome_of(command, rejection, self.clock()))]
+        if rejection := derived_id_error(command):
+            # Before the dedup lookup, and not recorded: a client command under a derived id must be
+            # neither taken for the step that owns the id nor remembered in the step's place.
+            return [self._outcome_record(outcome_of(command, rejection, self.clock()))]
 
         seen = self.processed.get(command.command_id)
         if seen is not None:
             self.observe(type(command).__name__, "DUPLICATE", None)
-            return self._replay(command.command_id, seen, origin)
+            return self._replay(command, seen, origin)
 
         state_bytes = self.states.get(aggregate_id)
         state = self.codec.decode(state_bytes) if state_bytes is not None else None
-        command = self.prepare(state, command)
+        waiting = self._waiting(aggregate_id, command)
+        command = self.prepare(state, command, waiting[1])
         at = self.clock()
         result = self.decide(state, command, at)
         encoded_events = ()
@@ -190,11 +241,37 @@ class CommandProcessor:
             if self.applied is not None:
                 self.applied(result, origin)
         if self.pending is not None:
-            if follow_ups:
-                self.pending[aggregate_id] = self.codec.encode(PendingSteps(commands=processed.commands, issued_at=at))
-            elif isinstance(command, Reply) and encoded_events and aggregate_id in self.pending:
-                del self.pending[aggregate_id]  # answered, and nothing more to wait for
+            self._wait_on(aggregate_id, waiting, processed.commands, at)
         return self._records(processed, follow_ups, outcome.command_id if outcome else None)
+
+    def _waiting(self, aggregate_id: str, command) -> tuple[PendingSteps | None, tuple[bytes, ...]]:
+        """The aggregate's pending steps, and those of them still waited on once `command` is handled:
+        all but the one a reply answers (`<step>.reply`), whether the reply was accepted or refused."""
+        data = self.pending.get(aggregate_id) if self.pending is not None else None
+        if data is None:
+            return None, ()
+        before: PendingSteps = self.codec.decode(data)
+        if not isinstance(command, Reply):
+            return before, before.commands
+        return before, tuple(step for step in before.commands
+                             if reply_id_for(self.codec.decode(step).command_id) != command.command_id)
+
+    def _wait_on(self, aggregate_id: str, waiting: tuple[PendingSteps | None, tuple[bytes, ...]],
+                 issued: tuple[bytes, ...], at: int) -> None:
+        """Keeps what the aggregate still waits on: the steps not answered yet and those just issued.
+
+        An answered step is never waited on again, even when its answer was a refusal (an email taken, a
+        refund refused) that changes no state: the redrive would otherwise ask it again every few seconds
+        forever. A stray reply (answering no pending step) leaves the steps as they are.
+        """
+        before, still = waiting
+        steps = still + tuple(step for step in issued if step not in still)
+        if not steps:
+            if before is not None:
+                del self.pending[aggregate_id]  # answered, and nothing more to wait for
+        elif before is None or steps != before.commands:
+            issued_at = at if issued or before is None else before.issued_at
+            self.pending[aggregate_id] = self.codec.encode(PendingSteps(commands=steps, issued_at=issued_at))
 
     def overdue(self, now: int, after_ms: int, wanted: Callable[[str], bool]) -> dict[str, list[Outgoing]]:
         """Per wanted aggregate, its pending steps issued more than `after_ms` ago, to be issued again."""
@@ -220,14 +297,15 @@ class CommandProcessor:
             out.append(Outgoing(topics.COMMAND_OUTCOMES.name, outcome_id, processed.outcome))
         return out
 
-    def _replay(self, command_id: str, seen: bytes, origin: Origin) -> list[Outgoing]:
+    def _replay(self, command, seen: bytes, origin: Origin) -> list[Outgoing]:
         processed: ProcessedCommand = self.codec.decode(seen)
         # Write both entries again: if the first writes reached local RocksDB but not the
-        # changelog before a crash, this puts them on the changelog too.
-        self.processed[command_id] = seen
+        # changelog before a crash (or with an aborted transaction), this puts them on the changelog too.
+        self.processed[command.command_id] = seen
         state_bytes = self.states.get(processed.aggregate_id)
         events = [self.codec.decode(e) for e in processed.events]
         state = self.codec.decode(state_bytes) if state_bytes is not None else None
+        self.prepare(state, command, (), redelivered=True)
         behind = [e for e in events if e.version > (state.version if state else 0)]
         if behind:
             # The dedup record reached the changelog but the state written after it did not (a crash

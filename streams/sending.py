@@ -5,6 +5,7 @@ from . import progress as bars
 from .avro import Codec
 from .client import BankClient, OutcomeReader
 from .config import Settings
+from .domain.base import derived_id_error
 from .jsonio import InputError, command_from_json, parse_json, to_plain
 
 #: Commands that create their aggregate: their id is generated when the line leaves it out.
@@ -24,7 +25,10 @@ def parse_lines(lines: list[tuple[int, str]]) -> list:
             data = parse_json(line)
             if not isinstance(data, dict) or not isinstance(data.get("type"), str):
                 raise InputError('each line must be a JSON object with a "type", e.g. {"type": "Deposit", ...}')
-            commands.append(command_from_json(data["type"], data, id_fields=CREATION_ID_FIELDS.get(data["type"], ())))
+            command = command_from_json(data["type"], data, id_fields=CREATION_ID_FIELDS.get(data["type"], ()))
+            if rejection := derived_id_error(command):  # the workers would refuse it: say so before sending
+                raise InputError(rejection.message)
+            commands.append(command)
         except InputError as exc:
             errors.append(f"line {number}: {exc.message}")
     if errors:

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from .transfer_steps import ACCOUNT_STEPS, CreditAccount, DebitAccount, RefundAccount, reply_to
 from .base import (
+    derived_id_error,
     envelope,
     ZERO,
     Command,
@@ -143,7 +144,7 @@ ACCOUNT_EVENTS = (AccountOpened, MoneyDeposited, MoneyWithdrawn, AccountClosed, 
 
 def validate(command: Command) -> Rejection | None:
     """The rules that need no state: the HTTP API checks them before producing, `decide` again after."""
-    if rejection := text_error(command.command_id, "command_id", limit=200):
+    if rejection := text_error(command.command_id, "command_id", limit=200) or derived_id_error(command):
         return rejection
     if isinstance(command, OpenAccount):
         return first_rejection(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 from decimal import Decimal, InvalidOperation
 
 #: Money is decimal(18,2): at most 16 digits before the point, exactly 2 after.
@@ -43,6 +44,9 @@ class Rejection:
 class Command:
     command_id: str
     expected_version: int | None = None
+    #: True for the messages a process issues itself (saga steps, replies, email reservations), whose ids
+    #: it derives (`DERIVED_ID_SUFFIXES`); False for the commands clients send.
+    issued_by_process: ClassVar[bool] = False
 
     @property
     def aggregate_id(self) -> str:  # pragma: no cover - every command overrides it
@@ -57,6 +61,7 @@ class Reply(Command):
     this answer (CreateCustomer waits for its email), the outcome it produces is that command's.
     """
 
+    issued_by_process: ClassVar[bool] = True
     settles_command_id: str | None = None
     settles_command_type: str | None = None
 
@@ -81,6 +86,31 @@ class Event:
 def event_id_for(command_id: str, index: int) -> str:
     """Deterministic: the same command always yields the same event ids, so re-emission dedups."""
     return f"{command_id}.{index}"
+
+
+#: How the ids a process derives for its own messages end: a transfer's steps `<transfer>.debit`,
+#: `.credit`, `.refund` (domain.transfers), a new customer's `<create>.reserve-email` (domain.customers),
+#: every answer `<step>.reply` (`reply_id_for`). A processor dedups by command id, and a step goes to the
+#: same aggregate's table as the clients' commands: a client command under such an id would be taken for
+#: the step (or the step for it), and the process would never end. So clients may not use them.
+DERIVED_ID_SUFFIXES = (".debit", ".credit", ".refund", ".reserve-email", ".reply")
+
+
+def derived_id_error(command: Command) -> Rejection | None:
+    """Why a client's `command` may not have its id (None when it may); a process's own messages may."""
+    if command.issued_by_process or not isinstance(command.command_id, str):
+        return None
+    for suffix in DERIVED_ID_SUFFIXES:
+        if command.command_id.endswith(suffix):
+            return Rejection(Reason.INVALID_FIELD, f"command_id must not end with {suffix!r}: the suffix is reserved "
+                                                   f"for the ids the transfer saga and the email registry derive",
+                             "command_id")
+    return None
+
+
+def reply_id_for(step_command_id: str) -> str:
+    """A step's answer is `<step>.reply`: the id tells which waited-on step a reply answers."""
+    return f"{step_command_id}.reply"
 
 
 def envelope(state, command: Command, now_ms: int, index: int = 0) -> dict:

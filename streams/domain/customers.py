@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from .emails import RecordEmailReservation, ReserveEmail
 from .base import (
+    derived_id_error,
     envelope,
     DEFERRED,
     Command,
@@ -146,7 +147,7 @@ def normalize_email(email: str) -> str:
 
 def validate(command: Command) -> Rejection | None:
     """The rules that need no state: the HTTP API checks them before producing, `decide` again after."""
-    if rejection := text_error(command.command_id, "command_id", limit=200):
+    if rejection := text_error(command.command_id, "command_id", limit=200) or derived_id_error(command):
         return rejection
     if isinstance(command, CreateCustomer) and command.personal_data:  # sealed: checked before sealing
         return first_rejection(

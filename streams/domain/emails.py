@@ -4,8 +4,9 @@ different partitions meet on the email's partition, and exactly one wins.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from .base import Command, Event, Reason, Rejection, Reply, event_id_for, text_error
+from .base import Command, Event, Reason, Rejection, Reply, event_id_for, reply_id_for, text_error
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,6 +26,7 @@ class ReserveEmail(Command):
     address: str | None = None
     personal_data: bytes = b""
     key_id: str = ""
+    issued_by_process: ClassVar[bool] = True  # by a customer's CreateCustomer only
 
     @property
     def aggregate_id(self) -> str:
@@ -91,7 +93,7 @@ def react(state: EmailReservation | None, command: ReserveEmail, result) -> tupl
     """Answer the customer, carrying its details so it needs nothing kept while it waits."""
     rejected = isinstance(result, Rejection)
     return (RecordEmailReservation(
-        command_id=f"{command.command_id}.reply", customer_id=command.customer_id, email=command.email,
+        command_id=reply_id_for(command.command_id), customer_id=command.customer_id, email=command.email,
         accepted=not rejected, reason=result.reason if rejected else None, first_name=command.first_name,
         last_name=command.last_name, phone=command.phone, address=command.address,
         personal_data=command.personal_data, key_id=command.key_id,

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import ClassVar
 
-from .base import Command, Reply
+from .base import Command, Reply, reply_id_for
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -16,6 +17,7 @@ class _AccountStep(Command):
     account_id: str
     transfer_id: str
     amount: Decimal
+    issued_by_process: ClassVar[bool] = True  # by the transfer saga only
 
     @property
     def aggregate_id(self) -> str:
@@ -72,5 +74,5 @@ REPLY_TO_STEP = {DebitAccount: RecordDebit, CreditAccount: RecordCredit, RefundA
 def reply_to(step: Command, rejection_reason: str | None) -> _StepReply:
     """The reply an account sends to the transfer for `step`: accepted, or refused with a reason."""
     return REPLY_TO_STEP[type(step)](
-        command_id=f"{step.command_id}.reply", transfer_id=step.transfer_id, account_id=step.account_id,
+        command_id=reply_id_for(step.command_id), transfer_id=step.transfer_id, account_id=step.account_id,
         accepted=rejection_reason is None, reason=rejection_reason)

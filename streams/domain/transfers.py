@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from .base import (
+    derived_id_error,
     envelope,
     Command,
     Event,
@@ -106,7 +107,7 @@ TRANSFER_EVENTS = (TransferInitiated, TransferDebited, TransferCompleted, Transf
 
 def validate(command: Command) -> Rejection | None:
     """The rules that need no state: the HTTP API checks them before producing, `decide` again after."""
-    if rejection := text_error(command.command_id, "command_id", limit=200):
+    if rejection := text_error(command.command_id, "command_id", limit=200) or derived_id_error(command):
         return rejection
     if isinstance(command, TransferMoney):
         rejection = first_rejection(

@@ -579,6 +579,48 @@ async def test_a_customer_refused_its_email_keeps_no_key(bank):
 
 
 @scenario
+async def test_a_refused_second_create_answered_first_leaves_the_key_the_accepted_create_sealed_with(bank):
+    async with bank.agent(CUSTOMERS) as customers, bank.agent(EMAILS) as registry:
+        await through_the_registry(bank, customers, create_customer("create-eve", "E", email="eve@example.com"))
+        first = await customers.put("C", create_customer("create-1", "C", email="ada@example.com"))
+        second = await customers.put("C", create_customer("create-2", "C", email="eve@example.com"))
+        accepted = await registry.put(first[0].key, first[0].value)
+        refused = await registry.put(second[0].key, second[0].value)
+        (accepted_reply,), (refused_reply,) = on(topics.CUSTOMER_REPLIES, accepted), on(topics.CUSTOMER_REPLIES,
+                                                                                         refused)
+        assert not bank.decode(refused_reply).accepted
+        rejected = await customers.put("C", refused_reply.value, topic=topics.CUSTOMER_REPLIES.name)
+        assert bank.raw("customer_to_pending_steps", "C") is not None  # create-1 still waits on its email
+        created = await customers.put("C", accepted_reply.value, topic=topics.CUSTOMER_REPLIES.name)
+
+    outcomes = {o.command_id: (o.status, o.reason) for o in map(bank.decode, on(topics.COMMAND_OUTCOMES,
+                                                                                 rejected + created))}
+    assert outcomes == {"create-2": (REJECTED, Reason.EMAIL_TAKEN), "create-1": (ACCEPTED, None)}
+    event = bank.decode(on(topics.CUSTOMER_EVENTS, created)[0])
+    assert personal_data(bank, event, "C") == PersonalData(first_name="Ada", last_name="Lovelace",
+                                                           email="ada@example.com")
+    assert bank.raw("customer_to_pending_steps", "C") is None
+
+
+# Waiting processes ----------------------------------------------------------------------------------
+
+@scenario
+async def test_a_customer_refused_its_email_waits_on_nothing_more_so_the_reservation_is_not_issued_again(bank):
+    async with bank.agent(CUSTOMERS) as customers, bank.agent(EMAILS) as registry:
+        await through_the_registry(bank, customers, create_customer("create-1", "C1", email="ada@example.com"))
+        asked = await customers.put("C2", create_customer("create-2", "C2", email="ada@example.com"))
+        assert bank.raw("customer_to_pending_steps", "C2") is not None  # waits on its ReserveEmail
+        answered = await registry.put(asked[0].key, asked[0].value)
+        (reply,) = on(topics.CUSTOMER_REPLIES, answered)
+        settled = await customers.put(reply.key, reply.value, topic=topics.CUSTOMER_REPLIES.name)
+
+    assert [(o.status, o.reason) for o in map(bank.decode, on(topics.COMMAND_OUTCOMES, settled))] == [
+        (REJECTED, Reason.EMAIL_TAKEN)]
+    assert bank.raw("customer_to_pending_steps", "C2") is None
+    assert bank.raw("customer_to_pending_steps", "C1") is None
+
+
+@scenario
 async def test_an_unexpected_error_in_a_batch_is_reported_before_anything_of_the_batch_can_be_committed(
         bank, monkeypatch):
     # In a worker the report stops the process at once (streams.worker.stop_at_once): Faust acks a

@@ -15,6 +15,7 @@ from streams.domain.accounts import (
     AccountDebited,
     AccountRefunded,
     CloseAccount,
+    Deposit,
     OpenAccount,
 )
 from streams.domain.base import Reason
@@ -231,6 +232,42 @@ async def test_a_debit_beyond_the_balance_fails_the_transfer_with_insufficient_f
 
 
 @scenario
+async def test_a_transfer_whose_debit_is_refused_for_insufficient_funds_waits_on_no_step(bank):
+    async with bank.agent(TRANSFERS) as transfers, bank.agent(ACCOUNTS) as accounts:
+        s = Saga(bank, transfers, accounts)
+        await s.account(open_account("A", "10.00"))
+        await s.account(open_account("B", "5.00"))
+        initiated = await s.transfer(transfer_money("30.00"))
+        assert bank.raw("transfer_to_pending_steps", "T") is not None  # waits on its debit
+        refused = await s.deliver(on(topics.ACCOUNT_COMMANDS, initiated)[0])
+        await s.deliver(on(topics.TRANSFER_REPLIES, refused)[0])
+
+    assert s.transfer_state().state == FAILED
+    assert bank.raw("transfer_to_pending_steps", "T") is None
+
+
+@scenario
+async def test_a_refused_refund_leaves_the_transfer_stuck_but_waits_on_no_step_issued_again_forever(bank):
+    # A refund is never refused by the rules; if one is (a bug, a hand-written reply), asking again
+    # gets the same recorded answer: the account dedups the step by its id.
+    async with bank.agent(TRANSFERS) as transfers, bank.agent(ACCOUNTS) as accounts:
+        s = Saga(bank, transfers, accounts)
+        await s.account(open_account("A", "100.00"))
+        initiated = await s.transfer(transfer_money("30.00", to_account_id="Z"))
+        debited = await s.deliver(on(topics.ACCOUNT_COMMANDS, initiated)[0])
+        transfer_debited = await s.deliver(on(topics.TRANSFER_REPLIES, debited)[0])
+        refused = await s.deliver(on(topics.ACCOUNT_COMMANDS, transfer_debited)[0])
+        await s.deliver(on(topics.TRANSFER_REPLIES, refused)[0])
+        assert bank.raw("transfer_to_pending_steps", "T") is not None  # waits on its refund
+        await s.put(transfers, "T", RecordRefund(command_id="T.refund.reply", transfer_id="T", account_id="A",
+                                                 accepted=False, reason=Reason.ACCOUNT_CLOSED),
+                    topics.TRANSFER_REPLIES.name)
+
+    assert (s.transfer_state().state, s.transfer_state().reason) == (DEBITED, Reason.ACCOUNT_NOT_FOUND)
+    assert bank.raw("transfer_to_pending_steps", "T") is None
+
+
+@scenario
 async def test_a_transfer_from_an_unknown_account_fails_with_account_not_found(bank):
     async with bank.agent(TRANSFERS) as transfers, bank.agent(ACCOUNTS) as accounts:
         s = Saga(bank, transfers, accounts)
@@ -380,6 +417,55 @@ async def test_a_step_on_the_transfer_command_topic_is_dead_lettered(bank):
 
     assert [r.topic for r in parked] == [topics.DEADLETTER.name]
     assert b"DebitAccount does not belong on" in dict(parked[0].headers)["deadletter.error"]
+
+
+# Ids the saga derives -----------------------------------------------------------------------------
+
+@scenario
+async def test_a_deposit_with_the_id_of_a_future_debit_step_is_refused_and_the_transfer_still_completes(bank):
+    async with bank.agent(TRANSFERS) as transfers, bank.agent(ACCOUNTS) as accounts:
+        s = Saga(bank, transfers, accounts)
+        await s.account(open_account("A", "100.00"))
+        await s.account(open_account("B", "0.00"))
+        refused = await s.account(Deposit(command_id="T.debit", account_id="A", amount=D("1.00")))
+        await s.run(transfer_money("30.00"))
+
+    assert s.transfer_state().state == COMPLETED
+    assert (s.balance("A"), s.balance("B")) == (D("70.00"), D("30.00"))
+    assert [(r.topic, r.key) for r in refused] == [(topics.COMMAND_OUTCOMES.name, "T.debit")]
+    outcome = bank.decode(refused[0])
+    assert (outcome.command_type, outcome.status, outcome.reason, outcome.field) == (
+        "Deposit", REJECTED, Reason.INVALID_FIELD, "command_id")
+    assert "reserved" in outcome.message
+
+
+@scenario
+async def test_a_deposit_with_the_id_of_a_past_debit_step_is_refused_not_answered_as_that_debit(bank):
+    async with bank.agent(TRANSFERS) as transfers, bank.agent(ACCOUNTS) as accounts:
+        s = Saga(bank, transfers, accounts)
+        await s.account(open_account("A", "100.00"))
+        await s.account(open_account("B", "0.00"))
+        await s.run(transfer_money("30.00"))
+        refused = await s.account(Deposit(command_id="T.debit", account_id="A", amount=D("1.00")))
+
+    assert [(r.topic, bank.decode(r).command_type, bank.decode(r).reason) for r in refused] == [
+        (topics.COMMAND_OUTCOMES.name, "Deposit", Reason.INVALID_FIELD)]  # no second reply to the transfer
+    assert s.balance("A") == D("70.00")
+
+
+@scenario
+async def test_a_transfer_money_with_the_id_of_its_own_debit_reply_is_refused_and_a_valid_one_completes(bank):
+    async with bank.agent(TRANSFERS) as transfers, bank.agent(ACCOUNTS) as accounts:
+        s = Saga(bank, transfers, accounts)
+        await s.account(open_account("A", "100.00"))
+        await s.account(open_account("B", "0.00"))
+        refused = await s.transfer(transfer_money("1.00", transfer_id="T", command_id="T.debit.reply"))
+        await s.run(transfer_money("30.00", transfer_id="T", command_id="cmd-tr"))
+
+    assert s.transfer_state().state == COMPLETED
+    assert s.balance("B") == D("30.00")
+    assert [(o.status, o.reason, o.field) for o in map(bank.decode, refused)] == [
+        (REJECTED, Reason.INVALID_FIELD, "command_id")]
 
 
 # Duplicates --------------------------------------------------------------------------------------

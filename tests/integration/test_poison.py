@@ -28,9 +28,10 @@ def bank(settings, *args: str, timeout: float = 120) -> subprocess.CompletedProc
                           cwd=REPO, timeout=timeout)
 
 
-def produce(settings, topic: str, records: list[tuple[str, bytes, list | None]]) -> list[tuple[int, int]]:
+def produce(settings, topic: str, records: list[tuple[str, bytes, list | None]], **config) -> list[tuple[int, int]]:
     """(key, value, headers) each → (partition, offset) from the delivery reports, in order."""
-    producer = Producer(settings.confluent_config(partitioner="murmur2_random", **{"enable.idempotence": True}))
+    producer = Producer(settings.confluent_config(partitioner="murmur2_random",
+                                                  **{"enable.idempotence": True, **config}))
     delivered: dict[int, tuple[int, int]] = {}
     for index, (key, value, headers) in enumerate(records):
         def on_delivery(err, msg, index=index):
@@ -173,3 +174,58 @@ def test_poison_records_are_parked_or_rejected_and_a_fixed_one_is_replayed_exact
 
     verify = bank(settings, "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_record_too_large_to_park_whole_is_parked_without_its_value_and_replayed_from_its_origin(
+        api, kafka, workers):
+    # 1,040,000 bytes: within the broker's message.max.bytes (1,048,588), so a producer may write it, but
+    # its dead letter with the original bytes would exceed what the workers' producer sends (1,000,000).
+    settings = kafka
+    codec = Codec()
+    customer_id = api.create_customer()
+    account_id = api.open_account(customer_id, initial_balance="0.00")
+    huge = b"\xff" + os.urandom(1_040_000 - 1)
+    good_id = str(uuid.uuid4())
+    good = codec.encode(Deposit(command_id=good_id, account_id=account_id, amount=Decimal("3.00")))
+    (partition, huge_offset), (_, good_offset) = produce(
+        settings, COMMANDS, [(account_id, huge, None), (account_id, good, None)], **{"message.max.bytes": 2_000_000})
+
+    # The worker parked it and kept going (before, the batch failed and the worker stopped, at every restart).
+    wait_for(lambda: api.get(f"/api/accounts/{account_id}").json().get("balance") == "3.00",
+             what="the deposit after the huge record")
+
+    def listed():
+        result = bank(settings, "deadletter", "list", "--json")
+        assert result.returncode == 0, result.stderr
+        rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        return next((r for r in rows if (r["topic"], r["partition"], r["offset"]) == (COMMANDS, partition,
+                                                                                      huge_offset)), None)
+
+    row = wait_for(listed, what="the huge record on bank.deadletter")
+    assert (row["size"], row["value_omitted"], row["value_base64"], row["key"]) == (1_040_000, True, None,
+                                                                                    account_id)
+    assert row["error"].startswith("undecodable")
+    huge_marker = f"{row['deadletter_partition']}:{row['deadletter_offset']}"
+
+    # A dry run reads the omitted bytes at their origin: still undecodable, so refused.
+    dry = bank(settings, "deadletter", "replay", "--topic", COMMANDS, "--dry-run", "--json")
+    actions = {f"{r['deadletter_partition']}:{r['deadletter_offset']}": r
+               for r in map(json.loads, dry.stdout.splitlines())}
+    assert actions[huge_marker]["action"] == "refused", actions[huge_marker]
+    assert actions[huge_marker]["detail"].startswith("undecodable"), actions[huge_marker]
+
+    # A letter that omitted a value that decodes (as a worker would have parked a too-large command an
+    # older version could not read): the replay produces the bytes read at its origin.
+    headers = [("deadletter.topic", COMMANDS.encode()), ("deadletter.partition", str(partition).encode()),
+               ("deadletter.offset", str(good_offset).encode()),
+               ("deadletter.error", b"undecodable: unknown schema fingerprint (an older worker)"),
+               ("deadletter.value-omitted", str(len(good)).encode())]
+    (dl_partition, dl_offset), = produce(settings, topics.DEADLETTER.name, [(account_id, b"", headers)])
+    marker = f"{dl_partition}:{dl_offset}"
+    replayed = bank(settings, "deadletter", "replay", "--topic", COMMANDS, "--json")
+    actions = {f"{r['deadletter_partition']}:{r['deadletter_offset']}": r
+               for r in map(json.loads, replayed.stdout.splitlines())}
+    assert actions[marker]["action"] == "replayed", replayed.stdout + replayed.stderr
+    wait_for(lambda: deposits_with_id(settings, partition, good_id) == 2, what="the copy read at the origin")
+    time.sleep(1)
+    assert api.get(f"/api/accounts/{account_id}").json()["balance"] == "3.00"  # a duplicate: applied once

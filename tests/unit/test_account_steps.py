@@ -230,3 +230,24 @@ def test_a_refused_step_replies_refused_with_the_reason_and_changes_nothing(comm
 def test_commands_that_are_no_transfer_steps_issue_nothing(command):
     given = account.given() if isinstance(command, OpenAccount) else account.given(opened())
     given.when(command).then_issues()
+
+
+# Ids the saga derives ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command_id", [f"{T}.debit", f"{T}.credit", f"{T}.refund", f"{T}.debit.reply",
+                                        "c.reserve-email"])
+def test_a_client_command_under_an_id_the_saga_derives_is_rejected_as_an_invalid_command_id(command_id):
+    rejection = account.given(opened("100.00")).when(
+        Deposit(command_id=command_id, account_id=ACC, amount=D("1.00"))).then_rejected(
+        Reason.INVALID_FIELD, "command_id")
+    assert "reserved" in rejection.message
+
+
+def test_a_client_command_whose_id_only_contains_a_derived_suffix_is_accepted():
+    assert account.given(opened("100.00")).when(
+        Deposit(command_id=f"{T}.debit-1", account_id=ACC, amount=D("1.00"))).events
+
+
+@pytest.mark.parametrize("step", [debit, credit, refund])
+def test_a_saga_step_under_its_derived_id_is_accepted(step):
+    assert account.given(opened("100.00")).when(step("1.00")).events

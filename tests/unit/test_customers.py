@@ -361,3 +361,8 @@ def test_a_to_account_title_or_owner_longer_than_1000_characters_is_rejected(fie
 @pytest.mark.parametrize("command", [add("x" * 201), remove("x" * 201)], ids=["add", "remove"])
 def test_a_to_account_id_longer_than_200_characters_is_rejected(command):
     customer.given(created()).when(command).then_rejected(Reason.INVALID_FIELD, "account_id")
+
+
+def test_creating_a_customer_under_an_id_the_email_reservation_derives_is_rejected_as_an_invalid_command_id():
+    customer.given_nothing().when(create(command_id="other.reserve-email.reply")).then_rejected(
+        Reason.INVALID_FIELD, "command_id")

@@ -71,3 +71,28 @@ def test_overdue_steps_are_found_when_the_table_yields_raw_byte_keys():
                                  amount=Decimal("5.00")))
     pending[b"t1"] = pending.pop("t1")
     assert list(processor.overdue(now=60_000, after_ms=15_000, wanted=lambda key: key == "t1")) == ["t1"]
+
+
+def test_a_customer_created_twice_waits_on_both_reservations_until_each_is_answered_accepted_or_not():
+    from streams.domain import customers
+    from streams.domain.customers import CreateCustomer
+    from streams.domain.emails import RecordEmailReservation
+
+    pending = {}
+    processor = CommandProcessor(codec, customers, (topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES),
+                                 topics.CUSTOMER_EVENTS, {}, {}, clock=lambda: 0, pending=pending)
+    for command_id, email in (("create-1", "ada@example.com"), ("create-2", "eve@example.com")):
+        put(processor, CreateCustomer(command_id=command_id, customer_id="c", first_name="Ada", last_name="L",
+                                      email=email))
+    assert [codec.decode(c).command_id for c in codec.decode(pending["c"]).commands] == [
+        "create-1.reserve-email", "create-2.reserve-email"]
+
+    put(processor, RecordEmailReservation(command_id="create-2.reserve-email.reply", customer_id="c",
+                                          email="eve@example.com", accepted=False, reason="EMAIL_TAKEN",
+                                          settles_command_id="create-2", settles_command_type="CreateCustomer"))
+    assert [codec.decode(c).command_id for c in codec.decode(pending["c"]).commands] == ["create-1.reserve-email"]
+
+    put(processor, RecordEmailReservation(command_id="create-1.reserve-email.reply", customer_id="c",
+                                          email="ada@example.com", accepted=True, first_name="Ada", last_name="L",
+                                          settles_command_id="create-1", settles_command_type="CreateCustomer"))
+    assert "c" not in pending

@@ -148,6 +148,15 @@ def test_a_refused_email_reservation_deletes_the_key_made_for_the_customer_that_
     assert keys == {}
 
 
+def test_a_refused_email_reservation_keeps_the_key_while_another_create_of_the_customer_still_waits():
+    keys = {"C": new_key()}
+    refused = RecordEmailReservation(command_id="create-2.reserve-email.reply", customer_id="C", email="h",
+                                     accepted=False, reason=Reason.EMAIL_TAKEN, settles_command_id="create-2",
+                                     settles_command_type="CreateCustomer")
+    KeyStore(keys, SECRET).prepare(None, refused, waiting=(b"create-1's ReserveEmail",))
+    assert set(keys) == {"C"}
+
+
 def test_customer_forgotten_deletes_the_key_and_a_redelivery_deletes_nothing_more():
     keys = {"C": new_key(), "D": new_key()}
     store = KeyStore(keys, SECRET)
@@ -155,6 +164,76 @@ def test_customer_forgotten_deletes_the_key_and_a_redelivery_deletes_nothing_mor
     store.shred((forgotten,))
     store.shred((forgotten,))
     assert set(keys) == {"D"}
+
+
+# Keys on the changelog, whatever the local store kept ---------------------------------------------
+
+class LocalTable(dict):
+    """A table as a worker holds it: the local store (this dict) and `written`, the changelog records of
+    the attempt under way. An aborted transaction (or a crash before the changelog got them) loses
+    `written`; the local store (RocksDB) keeps the writes."""
+
+    def __init__(self):
+        super().__init__()
+        self.written = {}
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.written[key] = value
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self.written[key] = None
+
+
+def customer_processor():
+    from streams import topics
+    from streams.processing import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor, KeyPrefixed
+
+    ledger, keys, pending = LocalTable(), LocalTable(), LocalTable()
+    processor = CommandProcessor(Codec(), customers, (topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES),
+                                 topics.CUSTOMER_EVENTS, KeyPrefixed(ledger, STATE_PREFIX),
+                                 KeyPrefixed(ledger, COMMAND_PREFIX), clock=lambda: NOW, pending=pending,
+                                 prepare=KeyStore(keys, SECRET).prepare)
+    return processor, (ledger, keys, pending)
+
+
+def aborted(tables):
+    for table in tables:
+        table.written.clear()
+
+
+def test_a_create_customer_retried_after_an_aborted_attempt_writes_its_key_again_with_the_same_reservation():
+    from streams.processing import Origin
+    processor, tables = customer_processor()
+    keys = tables[1]
+    command = Codec().encode(create())
+    first = processor.process(b"C", command, Origin("bank.customers.commands", 0, 5))
+    aborted(tables)  # nothing of the first attempt is visible; the local store still has all of it
+    again = processor.process(b"C", command, Origin("bank.customers.commands", 0, 5))
+
+    assert [r.value for r in again] == [r.value for r in first]  # the same reservation, the same blob
+    assert keys.written == {"C": keys["C"]}  # and the key it was sealed with, in the same transaction
+
+
+def test_the_reply_that_creates_a_sealed_customer_writes_its_key_again_with_customer_created():
+    from streams.processing import Origin
+    processor, tables = customer_processor()
+    keys = tables[1]
+    codec = Codec()
+    (request,) = [r for r in processor.process(b"C", codec.encode(create()), Origin("c", 0, 5))
+                  if r.topic == "bank.emails.commands"]
+    from streams.domain import emails
+    reservation = codec.decode(request.value)
+    (reply,) = emails.react(None, reservation, emails.decide(None, reservation, NOW))
+    aborted(tables)  # say the key's changelog record was lost with an attempt the local store outlived
+    created = processor.process(b"C", codec.encode(reply), Origin("r", 0, 9))
+    assert any(isinstance(codec.decode(r.value), CustomerCreated) for r in created)
+    assert keys.written == {"C": keys["C"]}
+    aborted(tables)
+    again = processor.process(b"C", codec.encode(reply), Origin("r", 0, 9))  # redelivered: re-emitted
+    assert [r.value for r in again] == [r.value for r in created]
+    assert keys.written == {"C": keys["C"]}
 
 
 # The domain, with a sealed customer ------------------------------------------------------------------

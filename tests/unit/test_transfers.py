@@ -388,3 +388,8 @@ def test_a_transfer_id_longer_than_the_limit_is_rejected_before_any_money_moves(
     # Longer ids would push the derived step and reply ids past the 200-character command id limit.
     transfer.given().when(transfer_money(transfer_id="t" * (transfers.MAX_TRANSFER_ID + 1))).then_rejected(
         "INVALID_FIELD", "transfer_id")
+
+
+@pytest.mark.parametrize("command_id", [f"{T}.debit.reply", "x.credit", "x.refund.reply"])
+def test_transferring_under_an_id_the_saga_derives_is_rejected_as_an_invalid_command_id(command_id):
+    transfer.given().when(transfer_money(command_id=command_id)).then_rejected(Reason.INVALID_FIELD, "command_id")
