@@ -183,7 +183,7 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
         for table in VIEW_TABLES:
             wanted[changelog_topic(table)] = "views"
 
-    consumer = Consumer(settings.confluent_config(**{
+    consumer = Consumer(settings.consumer_config(**{
         "group.id": f"bank-verify-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "enable.partition.eof": False,
         "logger": _quiet_logger(),
