@@ -361,6 +361,39 @@ def test_given_a_transfer_event_out_of_its_state_order_then_the_transition_is_re
     assert any(v.startswith("[3] transfer t2 v3 TransferDebited: not allowed in state FAILED") for v in violations)
 
 
+def start_transfer_t4(log: Log) -> None:
+    """A transfer initiated after the clean scenario and never debited: still in flight."""
+    append_event(log, TransferInitiated(**envelope("t4", 1, "tm-t4"), from_account_id="a1", to_account_id="a2",
+                                        amount=D("5.00"), description=""))
+
+
+def test_given_a_transfer_still_initiated_then_by_default_it_is_a_violation_not_a_clean_result(log):
+    start_transfer_t4(log)
+    report = audit(log, check_views=False)
+    assert report.violations == ["[3] transfer t4 (INITIATED, 5.00 from a1 to a2): never finished, stuck in INITIATED"]
+    assert not report.ok and report.in_flight == 1
+
+
+def test_given_a_transfer_in_flight_when_in_flight_is_allowed_then_it_is_counted_and_not_reported(log):
+    start_transfer_t4(log)
+    report = audit(log, check_views=False, allow_in_flight=True)
+    assert report.ok and report.in_flight == 1 and report.transfers["INITIATED"] == 1
+    assert "1 transfers in flight" in report.summary_line()
+
+
+@pytest.mark.parametrize("flags, allowed", [((), False), (("--allow-in-flight",), True)])
+def test_given_bank_verify_then_in_flight_transfers_are_allowed_only_when_asked(monkeypatch, flags, allowed):
+    told = {}
+
+    def run(settings, **options):
+        told.update(options)
+        return Report(violations=[])
+    monkeypatch.setattr("streams.verify.run", run)
+    result = CliRunner(mix_stderr=False).invoke(cli, ["verify", *flags])
+    assert result.exit_code == 0, result.output
+    assert told["allow_in_flight"] is allowed
+
+
 # [4] commands and outcomes -----------------------------------------------------------------------
 
 def test_given_a_command_without_outcome_then_it_is_reported(log):
