@@ -17,7 +17,8 @@ Two halves:
   [5] per aggregate, versions are 1..n without gaps or duplicates in effect
   [6] every view equals the fold
   [email] each email belongs to one customer, the one the email registry reserved it for
-  [privacy] a forgotten customer's key is gone from bank.customer-keys; any other sealed customer's is there
+  [privacy] a forgotten customer's key is gone from bank.customer-keys; any other sealed customer's is
+            there, and its personal data (the CustomerCreated's sealed blob) opens with it
   [state] each aggregate's latest `state:<id>` entry on its command processor's table changelog equals
           the fold of its events, and every aggregate with events has one
 
@@ -34,6 +35,7 @@ counts unfinished transfers instead of reporting them, for callers that check wh
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 import uuid
@@ -148,8 +150,9 @@ class Log:
     outcomes: list[Record] = field(default_factory=list)
     views: dict[str, list[Record]] | None = None
     missing_topics: list[str] = field(default_factory=list)
-    #: customer id → whether bank.customer-keys holds a live key for it (None: the keys were not read).
-    keys: dict[str, bool] | None = None
+    #: customer id → its live key in bank.customer-keys, None once tombstoned (the whole map None: the
+    #: keys were not read). The raw key bytes, used only to check that sealed data opens.
+    keys: dict[str, bytes | None] | None = None
     states: dict[str, list[Record]] | None = None
 
 
@@ -176,6 +179,7 @@ class Report:
     dedup_records: int = 0  # outcomes whose `command:<id>` dedup record was looked up
     history_entries: int = 0  # account statement entries compared
     outcome_entries: int = 0  # outcome view entries compared
+    sealed_customers: int = 0  # sealed personal data opened with the customer's key
 
     @property
     def ok(self) -> bool:
@@ -191,9 +195,10 @@ class Report:
             line += f", {self.in_flight} transfers in flight"
         if self.views_checked:
             line += (f"; checked {self.state_entries} state entries, {self.dedup_records} dedup records, "
-                     f"{self.history_entries} history entries, {self.outcome_entries} outcome entries")
+                     f"{self.history_entries} history entries, {self.outcome_entries} outcome entries, "
+                     f"{self.sealed_customers} sealed customers")
         else:
-            line += " (views not checked)"
+            line += f"; checked {self.sealed_customers} sealed customers (views not checked)"
         return line
 
     def to_dict(self) -> dict:
@@ -306,12 +311,12 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
     for name, role in wanted.items():
         if name in missing:
             continue
-        if role == "keys":  # raw key bytes, not Avro; never decoded or kept here, only whether one is live
+        if role == "keys":  # raw key bytes, not Avro: kept only to try them on the sealed data, never shown
             log.keys = {}
             for (topic, partition) in sorted(k for k in received if k[0] == name):
                 for _, key, value in received[(topic, partition)]:
                     if key is not None:
-                        log.keys[key.decode("utf-8", "replace")] = value is not None
+                        log.keys[key.decode("utf-8", "replace")] = value
             continue
         records = []
         for (topic, partition) in sorted(k for k in received if k[0] == name):
@@ -474,6 +479,7 @@ class _Audit:
         self.fold_customers()
         self.fold_emails()
         self.check_keys()
+        self.check_sealed()
         self.check_commands()
         if self.check_views:
             self.check_all_views()
@@ -758,13 +764,29 @@ class _Audit:
         if self.log.keys is None:
             return
         for customer in self.customers.values():
-            live = self.log.keys.get(customer.customer_id, False)
+            live = self.log.keys.get(customer.customer_id) is not None
             if customer.forgotten and live:
                 self.bad("privacy", f"customer {customer.customer_id} was forgotten but its key is still in "
                                     f"{topics.CUSTOMER_KEYS.name}")
             elif not customer.forgotten and customer.personal_data and not live:
                 self.bad("privacy", f"customer {customer.customer_id} has sealed personal data but no key in "
                                     f"{topics.CUSTOMER_KEYS.name}: it can no longer be read")
+
+    def check_sealed(self) -> None:
+        """Each sealed customer's personal data opens with the key bank.customer-keys holds for it."""
+        if self.log.keys is None:
+            return
+        for customer_id, customer in sorted(self.customers.items()):
+            if customer.forgotten or not customer.personal_data:
+                continue  # forgotten: its key is gone on purpose; not sealed: written before sealing
+            key = self.log.keys.get(customer_id)
+            if key is None:
+                continue  # no key at all: check_keys reports it
+            self.report.sealed_customers += 1
+            problem = _open_sealed(key, customer.key_id, customer.personal_data)
+            if problem:
+                self.bad("privacy", f"customer {customer_id}: the sealed personal data of its CustomerCreated "
+                                    f"does not open with its key in {topics.CUSTOMER_KEYS.name}: {problem}")
 
     # [4] commands and outcomes -------------------------------------------------------------
     def check_commands(self) -> None:
@@ -1008,6 +1030,30 @@ class _Audit:
             if have != want:
                 diffs.append(f"{name} {have} != {want} (fold)")
         return diffs
+
+
+def _open_sealed(key: bytes, key_id: str, blob: bytes) -> str | None:
+    """Why `blob` (version byte 1, 12-byte nonce, AES-256-GCM ciphertext and tag, bound to `key_id`) does
+    not open with `key` to personal data, or None when it does. Spelled here, apart from streams.privacy;
+    the plaintext is never returned or shown."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if len(key) != 32:
+        return f"the key is {len(key)} bytes, not 32"
+    if len(blob) <= 13 or blob[:1] != b"\x01":
+        return "it is not a sealed blob (version 1, nonce, ciphertext)"
+    try:
+        plaintext = AESGCM(key).decrypt(blob[1:13], blob[13:], b"streambank.customer:" + key_id.encode("utf-8"))
+    except InvalidTag:
+        return "authentication failed (another key, or a blob of another customer)"
+    try:
+        data = json.loads(plaintext)
+    except ValueError:
+        return "the plaintext is not JSON"
+    missing = [name for name in ("first_name", "last_name", "email")
+               if not isinstance(data, dict) or not isinstance(data.get(name), str)]
+    return f"the plaintext has no {', '.join(missing)}" if missing else None
 
 
 def run(settings: Settings, *, views: bool = True, timeout: float = 30.0, allow_in_flight: bool = False) -> Report:

@@ -33,6 +33,7 @@ from streams.domain.base import Event
 from streams.domain.customers import AddToAccount, CreateCustomer
 from streams.domain.outcomes import REJECTED, CommandOutcome
 from streams.domain.transfers import TransferDebited, TransferInitiated, TransferMoney
+from streams.privacy import DEV_EMAIL_HASH_KEY, KeyStore
 from streams.processing import (
     COMMAND_PREFIX,
     STATE_PREFIX,
@@ -85,13 +86,17 @@ class Changelog(dict):
 
 
 VIEWS = (ACCOUNT_VIEWS, TRANSFER_VIEWS, CUSTOMER_VIEWS, EMAIL_INDEX, HISTORY_VIEW, OUTCOME_VIEW)
+KEYS = topics.CUSTOMER_KEYS.name
 
 
 class Pipeline:
-    def __init__(self):
+    """With `sealed`, customers' personal data is sealed as the workers seal it (streams.privacy)."""
+
+    def __init__(self, sealed: bool = False):
         self.topics: dict[str, list[tuple[str, bytes]]] = {}
         self.changelog: list[tuple[str, str, bytes | None]] = []
         self.queue: deque = deque()
+        self.sealed = sealed
         clock = lambda: NOW  # noqa: E731
         view = lambda name: Changelog(name, self.changelog)  # noqa: E731
 
@@ -99,8 +104,10 @@ class Pipeline:
             table = Changelog(name, self.changelog)
             return KeyPrefixed(table, STATE_PREFIX), KeyPrefixed(table, COMMAND_PREFIX)
 
+        keystore = KeyStore(Changelog(KEYS, self.changelog), DEV_EMAIL_HASH_KEY.encode())
+        sealing = dict(prepare=keystore.prepare, applied=lambda events, origin: keystore.shred(events)) if sealed else {}
         customer = CommandProcessor(CODEC, customers, (topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES),
-                                    topics.CUSTOMER_EVENTS, *ledger("customer_to_state"), clock)
+                                    topics.CUSTOMER_EVENTS, *ledger("customer_to_state"), clock, **sealing)
         account = CommandProcessor(CODEC, accounts, (topics.ACCOUNT_COMMANDS,), topics.ACCOUNT_EVENTS,
                                    *ledger("account_to_state"), clock)
         transfer = CommandProcessor(CODEC, transfers, (topics.TRANSFER_COMMANDS, topics.TRANSFER_REPLIES),
@@ -144,13 +151,18 @@ class Pipeline:
 
         views = {table: [] for table in VIEWS}
         states = {table: [] for table in STATE_TABLES}
+        keys = {}
         for table, key, value in self.changelog:
+            if table == KEYS:
+                keys[key] = value
+                continue
             into = views if table in views else states
             into[table].append(decoded_record(CODEC, changelog_topic(table), 0, len(into[table]), key.encode(),
                                               value, raw_text=table == EMAIL_INDEX))
         return Log(events={spec.name: records(spec.name) for spec in topics.EVENT_TOPICS},
                    commands={spec.name: records(spec.name) for spec in topics.COMMAND_TOPICS},
-                   outcomes=records(topics.COMMAND_OUTCOMES.name), views=views, states=states)
+                   outcomes=records(topics.COMMAND_OUTCOMES.name), views=views, states=states,
+                   keys=keys if self.sealed else None)
 
 
 def open_account(account_id: str, customer_id: str, initial: str) -> OpenAccount:
@@ -697,7 +709,8 @@ def test_given_the_clean_log_then_the_report_says_how_many_changelog_entries_it_
     assert (report.state_entries, report.history_entries) == (10, 11)
     assert report.dedup_records == report.outcome_entries == len(outcomes)
     assert report.summary_line().endswith(f"; checked 10 state entries, {len(outcomes)} dedup records, "
-                                          f"11 history entries, {len(outcomes)} outcome entries")
+                                          f"11 history entries, {len(outcomes)} outcome entries, "
+                                          f"0 sealed customers")
 
 
 def test_given_verify_spells_the_processors_table_keys_itself_then_they_are_the_processors(log):
@@ -725,14 +738,14 @@ def forget(log: Log, customer_id: str) -> None:
 
 def test_given_a_forgotten_customer_whose_key_is_still_live_then_it_is_reported(log):
     forget(log, "c1")
-    log.keys = {"c1": True, "c2": True}
+    log.keys = {"c1": bytes(32), "c2": bytes(32)}
     assert [v for v in check(log) if v.startswith("[privacy]")] == [
         "[privacy] customer c1 was forgotten but its key is still in bank.customer-keys"]
 
 
 def test_given_a_forgotten_customer_whose_key_was_deleted_then_nothing_about_privacy_is_reported(log):
     forget(log, "c1")
-    log.keys = {"c1": False}
+    log.keys = {"c1": None}  # tombstoned
     assert [v for v in check(log) if v.startswith("[privacy]")] == []
 
 
@@ -743,3 +756,48 @@ def test_given_a_sealed_customer_without_a_key_then_its_unreadable_data_is_repor
     assert [v for v in check(log) if v.startswith("[privacy]")] == [
         "[privacy] customer c9 has sealed personal data but no key in bank.customer-keys: it can no longer be read"]
 
+
+def sealed_log() -> Log:
+    """Customers created as the workers create them: personal data sealed, keys in bank.customer-keys."""
+    return Pipeline(sealed=True).send(
+        CreateCustomer(command_id="create-c1", customer_id="c1", first_name="Ada", last_name="Lovelace",
+                       email="ada@example.com", phone="+44 1"),
+        CreateCustomer(command_id="create-c2", customer_id="c2", first_name="Bob", last_name="Babbage",
+                       email="bob@example.com"),
+        open_account("a1", "c1", "10.00"),
+    ).log()
+
+
+def test_given_sealed_customers_then_each_opens_with_its_stored_key_and_nothing_is_violated():
+    log = sealed_log()
+    assert all(c.value.personal_data for c in log.events[topics.CUSTOMER_EVENTS.name])
+    report = audit(log)
+    assert report.ok, report.violations
+    assert report.sealed_customers == 2 and report.summary_line().endswith(", 2 sealed customers")
+
+
+def test_given_a_sealed_customer_whose_stored_key_is_another_customers_then_its_data_not_opening_is_reported():
+    log = sealed_log()
+    log.keys["c1"] = log.keys["c2"]
+    assert [v for v in check(log) if v.startswith("[privacy]")] == [
+        "[privacy] customer c1: the sealed personal data of its CustomerCreated does not open with its key in "
+        "bank.customer-keys: authentication failed (another key, or a blob of another customer)"]
+
+
+def test_given_a_sealed_customer_whose_stored_key_is_not_an_aes_key_then_it_is_reported():
+    log = sealed_log()
+    log.keys["c2"] = b"short"
+    assert [v for v in check(log) if v.startswith("[privacy]")] == [
+        "[privacy] customer c2: the sealed personal data of its CustomerCreated does not open with its key in "
+        "bank.customer-keys: the key is 5 bytes, not 32"]
+
+
+def test_given_a_forgotten_sealed_customer_then_its_data_is_exempt_from_opening():
+    log = Pipeline(sealed=True).send(
+        CreateCustomer(command_id="create-c1", customer_id="c1", first_name="Ada", last_name="Lovelace",
+                       email="ada@example.com")).send(
+        customers.ForgetCustomer(command_id="forget-c1", customer_id="c1")).log()
+    assert log.keys == {"c1": None}  # tombstoned
+    report = audit(log)
+    assert report.ok, report.violations
+    assert report.sealed_customers == 0
