@@ -26,7 +26,7 @@ from streams.replay import fold_views
 
 
 def raw_consume(settings: Settings, topic: str) -> tuple[int, float]:
-    consumer = Consumer(settings.confluent_config(**{
+    consumer = Consumer(settings.consumer_config(**{
         "group.id": f"bench-raw-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024,
         "queued.max.messages.kbytes": 256 * 1024}))

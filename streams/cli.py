@@ -118,12 +118,15 @@ def demo(keep: bool, quiet: bool):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--no-views", is_flag=True, help="Skip the views (the tables' changelog topics).")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to read the whole log.")
-def verify(as_json: bool, no_views: bool, timeout: float):
+@click.option("--allow-in-flight", is_flag=True,
+              help="Count transfers not yet COMPLETED, FAILED or REFUNDED instead of reporting them (for checks "
+                   "while the pipeline runs; by default the log is taken to be quiet).")
+def verify(as_json: bool, no_views: bool, timeout: float, allow_in_flight: bool):
     from .verify import KafkaUnavailable, run
 
     settings = Settings.from_env()
     try:
-        report = run(settings, views=not no_views, timeout=timeout)
+        report = run(settings, views=not no_views, timeout=timeout, allow_in_flight=allow_in_flight)
     except KafkaUnavailable as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)

@@ -185,7 +185,7 @@ class OutcomeReader:
 
     def __init__(self, settings: Settings, codec: Codec | None = None):
         self.codec = codec or Codec()
-        self.consumer = Consumer(settings.confluent_config(**{
+        self.consumer = Consumer(settings.consumer_config(**{
             "group.id": f"bank-outcome-reader-{new_id()}", "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "enable.partition.eof": False,
         }))

@@ -66,3 +66,8 @@ class Settings:
         config.update({k.replace("_", "."): v for k, v in self.kafka_security.items()})
         config.update(extra)
         return config
+
+    def consumer_config(self, **extra) -> dict:
+        """`confluent_config` for a Consumer: it reads only committed records (the workers write in
+        transactions; librdkafka's default, made explicit so no reader ever sees an aborted write)."""
+        return self.confluent_config(**{"isolation.level": "read_committed", **extra})

@@ -191,7 +191,7 @@ class Feed:
         quiet = logging.getLogger("streams.dashboard.librdkafka")
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False
-        consumer = Consumer(self.settings.confluent_config(**{
+        consumer = Consumer(self.settings.consumer_config(**{
             "group.id": f"bank-dashboard-{uuid.uuid4().hex}", "enable.auto.commit": False,
             "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "logger": quiet}))
         try:

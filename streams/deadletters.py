@@ -138,7 +138,7 @@ def _read_topic(settings: Settings, topic: str, timeout: float) -> list:
     def left() -> float:
         return max(0.1, deadline - time.monotonic())
 
-    consumer = Consumer(settings.confluent_config(**{
+    consumer = Consumer(settings.consumer_config(**{
         "group.id": f"bank-deadletter-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "logger": _quiet_logger(),
     }))

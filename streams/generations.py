@@ -81,7 +81,7 @@ def _consumer(settings: Settings):
     from confluent_kafka import Consumer
 
     from .verify import _quiet_logger
-    return Consumer(settings.confluent_config(**{
+    return Consumer(settings.consumer_config(**{
         "group.id": f"bank-generations-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "auto.offset.reset": "earliest", "logger": _quiet_logger()}))
 

@@ -126,7 +126,7 @@ def read_account_events(settings: Settings, account_id: str, *, timeout: float =
     def left() -> float:
         return max(0.1, deadline - time.monotonic())
 
-    consumer = Consumer(settings.confluent_config(**{
+    consumer = Consumer(settings.consumer_config(**{
         "group.id": f"bank-history-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "enable.partition.eof": False,
         "logger": _quiet_logger(),

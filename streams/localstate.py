@@ -64,7 +64,7 @@ def inconsistent(settings: Settings, timeout: float = 30.0) -> list[Mismatch]:
     partitions = local_partitions(settings)
     if not partitions:
         return []
-    consumer = Consumer(settings.confluent_config(**{"group.id": "bank-localstate-check",
+    consumer = Consumer(settings.consumer_config(**{"group.id": "bank-localstate-check",
                                                      "enable.auto.commit": False}))
     try:
         try:

@@ -183,7 +183,7 @@ def read_keys(settings, timeout: float = 30.0) -> dict[str, bytes]:
 
     from . import topics
 
-    consumer = Consumer(settings.confluent_config(**{
+    consumer = Consumer(settings.consumer_config(**{
         "group.id": f"bank-keys-{os.urandom(6).hex()}", "enable.auto.commit": False,
         "auto.offset.reset": "earliest", "enable.partition.eof": False}))
     keys: dict[str, bytes] = {}

@@ -110,7 +110,7 @@ def read(settings: Settings, names: Iterable[str], handle: Callable[[str, int, i
     beginning to the end offsets seen at start. Missing topics are read as empty."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer(settings.confluent_config(**{
+    consumer = Consumer(settings.consumer_config(**{
         "group.id": f"bank-replay-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "logger": _quiet(),
         "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024,
@@ -295,7 +295,7 @@ def committed_behind(settings: Settings, ends: dict[int, int]) -> int:
 def _rebuild_ends(settings: Settings) -> dict[int, int]:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer(settings.confluent_config(**{"group.id": "bank-replay-ends", "logger": _quiet()}))
+    consumer = Consumer(settings.consumer_config(**{"group.id": "bank-replay-ends", "logger": _quiet()}))
     try:
         metadata = consumer.list_topics(topics.VIEW_REBUILD.name, timeout=30).topics[topics.VIEW_REBUILD.name]
         return {p: consumer.get_watermark_offsets(TopicPartition(topics.VIEW_REBUILD.name, p), timeout=30,

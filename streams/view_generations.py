@@ -121,7 +121,7 @@ def read_range(settings: Settings, topic: str, partition: int, start: int, timeo
     from confluent_kafka import Consumer, TopicPartition
 
     from .verify import _quiet_logger
-    consumer = Consumer(settings.confluent_config(**{
+    consumer = Consumer(settings.consumer_config(**{
         "group.id": f"bank-handoff-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "auto.offset.reset": "earliest", "logger": _quiet_logger()}))
     try:

@@ -72,7 +72,7 @@ def bare_loop(env: BenchEnv, topic: str, records: list[tuple[bytes, bytes]]) -> 
     last record consumed."""
     env.create_topic(topic)
     settings = env.settings
-    consumer = Consumer(settings.confluent_config(**{"group.id": f"bench-bare-{uuid.uuid4()}",
+    consumer = Consumer(settings.consumer_config(**{"group.id": f"bench-bare-{uuid.uuid4()}",
                                                      "enable.auto.commit": False, "fetch.wait.max.ms": 10}))
     partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])

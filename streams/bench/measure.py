@@ -46,7 +46,7 @@ class EffectReader:
         self.views = set(views)
         self.outcomes_topic = outcomes
         self.events = set(events)
-        self.consumer = Consumer(settings.confluent_config(**{
+        self.consumer = Consumer(settings.consumer_config(**{
             "group.id": f"bench-reader-{uuid.uuid4()}", "enable.auto.commit": False,
             "fetch.wait.max.ms": 10, "enable.partition.eof": False}))
         topics = list(views) + ([outcomes] if outcomes else []) + list(events)

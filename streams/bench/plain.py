@@ -31,7 +31,7 @@ def run(settings: Settings) -> None:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     codec = Codec()
-    consumer = Consumer(settings.confluent_config(**{
+    consumer = Consumer(settings.consumer_config(**{
         "group.id": GROUP, "auto.offset.reset": "earliest", "enable.auto.commit": False,
         "fetch.wait.max.ms": 10}))
     producer = Producer(producer_config(settings))

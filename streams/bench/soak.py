@@ -62,7 +62,7 @@ class LagMeter:
     """The `streambank` group's lag: for each partition it has committed, high watermark minus commit."""
 
     def __init__(self, settings, group: str = topics.APP_ID):
-        self.consumer = Consumer(settings.confluent_config(**{
+        self.consumer = Consumer(settings.consumer_config(**{
             "group.id": group, "enable.auto.commit": False, "log_level": 0}))
         metadata = self.consumer.list_topics(timeout=30)
         wanted = {spec.name for spec in topics.ALL_TOPICS} - {topics.DEADLETTER.name}

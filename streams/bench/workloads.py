@@ -163,7 +163,7 @@ class DepositDriver:
         names = [spec.name for spec in topics.ALL_TOPICS if spec not in (topics.DEADLETTER, topics.EMAIL_EVENTS)]
         if group != "streambank":
             names = [topics.ACCOUNT_COMMANDS.name]
-        consumer = Consumer(self.env.settings.confluent_config(**{"group.id": group, "enable.auto.commit": False}))
+        consumer = Consumer(self.env.settings.consumer_config(**{"group.id": group, "enable.auto.commit": False}))
         started = time.monotonic()
         try:
             metadata = consumer.list_topics(timeout=30)
@@ -505,7 +505,7 @@ def plain_fold(env: BenchEnv, count: int) -> dict:
     from ..domain import views
     codec = Codec()
     topic = topics.ACCOUNT_EVENTS.name
-    consumer = Consumer(env.settings.confluent_config(**{"group.id": f"bench-fold-{uuid.uuid4()}",
+    consumer = Consumer(env.settings.consumer_config(**{"group.id": f"bench-fold-{uuid.uuid4()}",
                                                          "enable.auto.commit": False}))
     partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])

@@ -33,18 +33,26 @@ from streams.domain.base import Event
 from streams.domain.customers import AddToAccount, CreateCustomer
 from streams.domain.outcomes import REJECTED, CommandOutcome
 from streams.domain.transfers import TransferDebited, TransferInitiated, TransferMoney
+from streams.privacy import DEV_EMAIL_HASH_KEY, KeyStore
 from streams.processing import (
+    COMMAND_PREFIX,
+    STATE_PREFIX,
     AccountProjector,
     CommandProcessor,
     CustomerProjector,
     EmailIndexer,
+    KeyPrefixed,
     Origin,
+    OutcomeRecorder,
     TransferProjector,
 )
 from streams.verify import (
     ACCOUNT_VIEWS,
     CUSTOMER_VIEWS,
     EMAIL_INDEX,
+    HISTORY_VIEW,
+    OUTCOME_VIEW,
+    STATE_TABLES,
     TRANSFER_VIEWS,
     Log,
     Record,
@@ -62,7 +70,7 @@ CODEC = Codec()
 # A pipeline in memory: the real processors, one queue, every record kept ----------------------
 
 class Changelog(dict):
-    """A table that also writes its changelog, as a Faust table does."""
+    """A table that also writes its changelog, as a Faust table does (a deletion: a tombstone)."""
 
     def __init__(self, name: str, sink: list):
         super().__init__()
@@ -72,20 +80,40 @@ class Changelog(dict):
         super().__setitem__(key, value)
         self.sink.append((self.name, key, value))
 
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self.sink.append((self.name, key, None))
+
+
+VIEWS = (ACCOUNT_VIEWS, TRANSFER_VIEWS, CUSTOMER_VIEWS, EMAIL_INDEX, HISTORY_VIEW, OUTCOME_VIEW)
+KEYS = topics.CUSTOMER_KEYS.name
+
 
 class Pipeline:
-    def __init__(self):
+    """With `sealed`, customers' personal data is sealed as the workers seal it (streams.privacy)."""
+
+    def __init__(self, sealed: bool = False):
         self.topics: dict[str, list[tuple[str, bytes]]] = {}
-        self.changelog: list[tuple[str, str, bytes]] = []
+        self.changelog: list[tuple[str, str, bytes | None]] = []
         self.queue: deque = deque()
+        self.sealed = sealed
         clock = lambda: NOW  # noqa: E731
         view = lambda name: Changelog(name, self.changelog)  # noqa: E731
+
+        def ledger(name: str) -> tuple[KeyPrefixed, KeyPrefixed]:  # state and dedup in one table, as app.py has it
+            table = Changelog(name, self.changelog)
+            return KeyPrefixed(table, STATE_PREFIX), KeyPrefixed(table, COMMAND_PREFIX)
+
+        keystore = KeyStore(Changelog(KEYS, self.changelog), DEV_EMAIL_HASH_KEY.encode())
+        sealing = dict(prepare=keystore.prepare, applied=lambda events, origin: keystore.shred(events)) if sealed else {}
         customer = CommandProcessor(CODEC, customers, (topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES),
-                                    topics.CUSTOMER_EVENTS, {}, {}, clock)
-        account = CommandProcessor(CODEC, accounts, (topics.ACCOUNT_COMMANDS,), topics.ACCOUNT_EVENTS, {}, {}, clock)
+                                    topics.CUSTOMER_EVENTS, *ledger("customer_to_state"), clock, **sealing)
+        account = CommandProcessor(CODEC, accounts, (topics.ACCOUNT_COMMANDS,), topics.ACCOUNT_EVENTS,
+                                   *ledger("account_to_state"), clock)
         transfer = CommandProcessor(CODEC, transfers, (topics.TRANSFER_COMMANDS, topics.TRANSFER_REPLIES),
-                                    topics.TRANSFER_EVENTS, {}, {}, clock)
-        email = CommandProcessor(CODEC, emails, (topics.EMAIL_COMMANDS,), topics.EMAIL_EVENTS, {}, {}, clock)
+                                    topics.TRANSFER_EVENTS, *ledger("transfer_to_state"), clock)
+        email = CommandProcessor(CODEC, emails, (topics.EMAIL_COMMANDS,), topics.EMAIL_EVENTS,
+                                 *ledger("email_to_reservation"), clock)
         customer_views = CustomerProjector(CODEC, view(CUSTOMER_VIEWS))
         self.handlers = {
             topics.CUSTOMER_COMMANDS.name: customer.process, topics.CUSTOMER_REPLIES.name: customer.process,
@@ -93,16 +121,18 @@ class Pipeline:
             topics.TRANSFER_COMMANDS.name: transfer.process, topics.TRANSFER_REPLIES.name: transfer.process,
             topics.EMAIL_COMMANDS.name: email.process,
             topics.TRANSFER_EVENTS.name: TransferProjector(CODEC, view(TRANSFER_VIEWS)).project,
-            topics.ACCOUNT_EVENTS.name: AccountProjector(CODEC, view(ACCOUNT_VIEWS), {}).project,
+            topics.ACCOUNT_EVENTS.name: AccountProjector(CODEC, view(ACCOUNT_VIEWS), view(HISTORY_VIEW)).project,
             topics.CUSTOMER_EVENTS.name: customer_views.project,
             topics.CUSTOMER_ACCOUNTS.name: customer_views.project,
             topics.CUSTOMER_EMAILS.name: EmailIndexer(CODEC, view(EMAIL_INDEX)).index,
+            topics.COMMAND_OUTCOMES.name: OutcomeRecorder(CODEC, view(OUTCOME_VIEW)).record,
         }
 
-    def send(self, *commands) -> "Pipeline":
+    def send(self, *commands, key: str | None = None) -> "Pipeline":
+        """Sends each command keyed by its aggregate id (or by `key`), then runs until nothing is left."""
         for command in commands:
-            self.queue.append((topics.command_topic_for(type(command)).name, command.aggregate_id,
-                               CODEC.encode(command)))
+            self.queue.append((topics.command_topic_for(type(command)).name,
+                               command.aggregate_id if key is None else key, CODEC.encode(command)))
         while self.queue:
             topic, key, value = self.queue.popleft()
             assert topic != topics.DEADLETTER.name, "the scenario must not dead-letter anything"
@@ -119,14 +149,20 @@ class Pipeline:
             return [decoded_record(CODEC, topic, 0, offset, key.encode(), value, raw_text)
                     for offset, (key, value) in enumerate(self.topics.get(topic, []))]
 
-        views = {table: [] for table in (ACCOUNT_VIEWS, TRANSFER_VIEWS, CUSTOMER_VIEWS, EMAIL_INDEX)}
+        views = {table: [] for table in VIEWS}
+        states = {table: [] for table in STATE_TABLES}
+        keys = {}
         for table, key, value in self.changelog:
-            name = changelog_topic(table)
-            views[table].append(decoded_record(CODEC, name, 0, len(views[table]), key.encode(), value,
-                                               raw_text=table == EMAIL_INDEX))
+            if table == KEYS:
+                keys[key] = value
+                continue
+            into = views if table in views else states
+            into[table].append(decoded_record(CODEC, changelog_topic(table), 0, len(into[table]), key.encode(),
+                                              value, raw_text=table == EMAIL_INDEX))
         return Log(events={spec.name: records(spec.name) for spec in topics.EVENT_TOPICS},
                    commands={spec.name: records(spec.name) for spec in topics.COMMAND_TOPICS},
-                   outcomes=records(topics.COMMAND_OUTCOMES.name), views=views)
+                   outcomes=records(topics.COMMAND_OUTCOMES.name), views=views, states=states,
+                   keys=keys if self.sealed else None)
 
 
 def open_account(account_id: str, customer_id: str, initial: str) -> OpenAccount:
@@ -361,6 +397,39 @@ def test_given_a_transfer_event_out_of_its_state_order_then_the_transition_is_re
     assert any(v.startswith("[3] transfer t2 v3 TransferDebited: not allowed in state FAILED") for v in violations)
 
 
+def start_transfer_t4(log: Log) -> None:
+    """A transfer initiated after the clean scenario and never debited: still in flight."""
+    append_event(log, TransferInitiated(**envelope("t4", 1, "tm-t4"), from_account_id="a1", to_account_id="a2",
+                                        amount=D("5.00"), description=""))
+
+
+def test_given_a_transfer_still_initiated_then_by_default_it_is_a_violation_not_a_clean_result(log):
+    start_transfer_t4(log)
+    report = audit(log, check_views=False)
+    assert report.violations == ["[3] transfer t4 (INITIATED, 5.00 from a1 to a2): never finished, stuck in INITIATED"]
+    assert not report.ok and report.in_flight == 1
+
+
+def test_given_a_transfer_in_flight_when_in_flight_is_allowed_then_it_is_counted_and_not_reported(log):
+    start_transfer_t4(log)
+    report = audit(log, check_views=False, allow_in_flight=True)
+    assert report.ok and report.in_flight == 1 and report.transfers["INITIATED"] == 1
+    assert "1 transfers in flight" in report.summary_line()
+
+
+@pytest.mark.parametrize("flags, allowed", [((), False), (("--allow-in-flight",), True)])
+def test_given_bank_verify_then_in_flight_transfers_are_allowed_only_when_asked(monkeypatch, flags, allowed):
+    told = {}
+
+    def run(settings, **options):
+        told.update(options)
+        return Report(violations=[])
+    monkeypatch.setattr("streams.verify.run", run)
+    result = CliRunner(mix_stderr=False).invoke(cli, ["verify", *flags])
+    assert result.exit_code == 0, result.output
+    assert told["allow_in_flight"] is allowed
+
+
 # [4] commands and outcomes -----------------------------------------------------------------------
 
 def test_given_a_command_without_outcome_then_it_is_reported(log):
@@ -391,8 +460,51 @@ def test_given_an_accepted_outcome_whose_version_no_event_has_then_it_is_reporte
     index = next(i for i, r in enumerate(outcomes) if r.value.command_id == "wd-a1")
     outcomes[index] = dataclasses.replace(outcomes[index], value=dataclasses.replace(outcomes[index].value,
                                                                                      version=7))
-    assert check(log) == ["[4] command wd-a1 (Withdraw on bank.accounts.commands, a1) was accepted at version 7, "
-                          "but no event of a1 at that version comes from it"]
+    assert check(log, check_views=False) == [  # with views, the outcome view (the first outcome) differs too
+        "[4] command wd-a1 (Withdraw on bank.accounts.commands, a1) was accepted at version 7, "
+        "but no event of a1 at that version comes from it"]
+
+
+def without_keys(log: Log, table: str, *keys: str) -> None:
+    """`table`'s changelog as if the entries of `keys` had never been written."""
+    log.states[table] = [r for r in log.states[table] if r.key not in keys]
+
+
+def test_given_an_outcome_whose_dedup_record_was_deleted_then_the_missing_dedup_record_is_reported(log):
+    append(log.states["account_to_state"], changelog_topic("account_to_state"), "command:wd-a1", None)
+    assert check(log) == ["[4] command wd-a1 (Withdraw on a1, ACCEPTED) has an outcome but no dedup record "
+                          "command:wd-a1 in streambank-account_to_state-changelog: sent again, it would be "
+                          "decided again"]
+
+
+def test_given_a_created_customer_without_a_dedup_record_then_it_is_looked_for_in_the_customer_table(log):
+    without_keys(log, "customer_to_state", "command:create-c2")  # its outcome came with the email registry's reply
+    assert check(log) == ["[4] command create-c2 (CreateCustomer on c2, ACCEPTED) has an outcome but no dedup "
+                          "record command:create-c2 in streambank-customer_to_state-changelog: sent again, it "
+                          "would be decided again"]
+
+
+def test_given_a_command_on_a_record_keyed_by_another_id_then_its_rejection_needs_no_dedup_record():
+    pipeline = clean_pipeline().send(Deposit(command_id="dep-wrong-key", account_id="a1", amount=D("1.00")),
+                                     key="a2")
+    log = pipeline.log()
+    outcome = next(r.value for r in log.outcomes if r.value.command_id == "dep-wrong-key")
+    assert (outcome.status, outcome.reason, outcome.field) == (REJECTED, "INVALID_FIELD", "key")
+    assert not any(r.key == "command:dep-wrong-key" for rs in log.states.values() for r in rs)
+    report = audit(log)
+    assert report.ok, report.violations
+    assert report.dedup_records == len({r.value.command_id for r in log.outcomes}) - 1
+
+
+def test_given_a_dedup_record_of_another_aggregate_then_it_is_reported(log):
+    records = log.states["account_to_state"]
+    dedup = [r for r in records if r.key == "command:wd-a1"][-1]
+    append(records, dedup.topic, dedup.key, dataclasses.replace(dedup.value, aggregate_id="a2"))
+    violations = check(log)
+    assert len(violations) == 1
+    assert violations[0].startswith("[4] command wd-a1 (Withdraw on a1, ACCEPTED): its dedup record in "
+                                    "streambank-account_to_state-changelog (")
+    assert violations[0].endswith(") is for a2, not a1")
 
 
 # [5] versions ------------------------------------------------------------------------------------
@@ -487,6 +599,128 @@ def test_given_a_log_read_without_views_then_views_are_not_checked(log):
     assert report.summary_line().endswith("(views not checked)")
 
 
+def latest_view(log: Log, table: str, key: str) -> Record:
+    return [r for r in log.views[table] if r.key == key][-1]
+
+
+def test_given_a_history_entry_whose_amount_differs_from_the_fold_then_it_is_reported(log):
+    entry = latest_view(log, HISTORY_VIEW, "a1#000000000002")  # the withdrawal of 30.00
+    append(log.views[HISTORY_VIEW], entry.topic, entry.key, dataclasses.replace(entry.value, amount=D("-31.00")))
+    assert check(log) == ["[6] view account_version_to_entry of history entry a1#000000000002 differs from the "
+                          "fold: amount -31.00 != -30.00 (fold)"]
+
+
+def test_given_a_history_entry_whose_balance_differs_from_the_fold_then_it_is_reported(log):
+    entry = latest_view(log, HISTORY_VIEW, "a2#000000000003")  # t1's credit: 50.00 + 20.00
+    append(log.views[HISTORY_VIEW], entry.topic, entry.key, dataclasses.replace(entry.value, balance=D("20.00")))
+    assert check(log) == ["[6] view account_version_to_entry of history entry a2#000000000003 differs from the "
+                          "fold: balance 20.00 != 70.00 (fold)"]
+
+
+def test_given_an_account_version_without_a_history_entry_then_it_is_reported(log):
+    log.views[HISTORY_VIEW] = [r for r in log.views[HISTORY_VIEW] if r.key != "a3#000000000003"]
+    assert check(log) == ["[6] history entry a3#000000000003 has no view in account_version_to_entry"]
+
+
+def test_given_a_history_entry_for_a_version_the_account_never_had_then_it_is_reported(log):
+    entry = latest_view(log, HISTORY_VIEW, "a1#000000000002")
+    append(log.views[HISTORY_VIEW], entry.topic, "a1#000000000099", dataclasses.replace(entry.value, version=99))
+    assert check(log) == ["[6] view account_version_to_entry has history entry a1#000000000099, which the event "
+                          "log does not know"]
+
+
+def test_given_an_outcome_view_that_is_not_the_commands_first_outcome_then_it_is_reported(log):
+    entry = latest_view(log, OUTCOME_VIEW, "wd-a1")
+    append(log.views[OUTCOME_VIEW], entry.topic, entry.key, dataclasses.replace(
+        entry.value, status=REJECTED, reason="INSUFFICIENT_FUNDS", version=None))
+    assert check(log) == ["[6] view command_to_outcome of command wd-a1 differs from the fold: status REJECTED != "
+                          "ACCEPTED (fold); reason INSUFFICIENT_FUNDS != None (fold); version None != 2 (fold)"]
+
+
+def test_given_a_command_whose_outcome_is_missing_from_the_outcome_view_then_it_is_reported(log):
+    append(log.views[OUTCOME_VIEW], changelog_topic(OUTCOME_VIEW), "tm-t2", None)
+    assert check(log) == ["[6] command tm-t2 has no view in command_to_outcome"]
+
+
+# [state] the command processors' tables -----------------------------------------------------------
+
+def latest_state(log: Log, table: str, aggregate_id: str) -> Record:
+    return [r for r in log.states[table] if r.key == f"state:{aggregate_id}"][-1]
+
+
+def test_given_an_account_state_entry_whose_balance_differs_from_the_fold_then_it_is_reported(log):
+    state = latest_state(log, "account_to_state", "a1")
+    append(log.states["account_to_state"], state.topic, state.key, dataclasses.replace(state.value, balance=D("49.00")))
+    violations = check(log)
+    assert len(violations) == 1
+    assert violations[0].startswith("[state] account a1: state:a1 at streambank-account_to_state-changelog[0]@")
+    assert violations[0].endswith(" differs from the fold of its events: balance 49.00 != 50.00 (fold)")
+
+
+def test_given_a_transfer_state_entry_behind_its_events_then_it_is_reported(log):
+    debited = [r for r in log.states["transfer_to_state"] if r.key == "state:t1" and r.value.state == "DEBITED"][0]
+    append(log.states["transfer_to_state"], debited.topic, debited.key, debited.value)
+    violations = check(log)
+    assert len(violations) == 1
+    assert violations[0].endswith("differs from the fold of its events: state DEBITED != COMPLETED (fold); "
+                                  "version 2 != 3 (fold)")
+
+
+def test_given_a_customer_state_entry_that_is_forgotten_while_its_events_are_not_then_it_is_reported(log):
+    state = latest_state(log, "customer_to_state", "c2")
+    append(log.states["customer_to_state"], state.topic, state.key, dataclasses.replace(state.value, forgotten=True))
+    violations = check(log)
+    assert len(violations) == 1 and violations[0].startswith("[state] customer c2: state:c2 at ")
+    assert violations[0].endswith("differs from the fold of its events: forgotten True != False (fold)")
+
+
+def test_given_an_aggregate_whose_state_entry_was_tombstoned_then_its_missing_state_is_reported(log):
+    append(log.states["email_to_reservation"], changelog_topic("email_to_reservation"), "state:bob@example.com", None)
+    assert check(log) == ["[state] email bob@example.com has events but no state entry state:bob@example.com in "
+                          "streambank-email_to_reservation-changelog"]
+
+
+def test_given_a_state_entry_of_an_aggregate_the_log_does_not_know_then_it_is_reported(log):
+    state = latest_state(log, "account_to_state", "a1")
+    append(log.states["account_to_state"], state.topic, "state:a9", dataclasses.replace(state.value, account_id="a9"))
+    violations = check(log)
+    assert len(violations) == 1
+    assert violations[0].startswith("[state] account a9: state:a9 at streambank-account_to_state-changelog[0]@")
+    assert violations[0].endswith(", but the event log has no such account")
+
+
+def test_given_a_state_entry_that_is_not_a_state_then_it_is_reported(log):
+    dedup = [r for r in log.states["account_to_state"] if r.key == "command:wd-a1"][-1]
+    append(log.states["account_to_state"], dedup.topic, "state:a2", dedup.value)
+    violations = check(log)
+    assert len(violations) == 1 and violations[0].endswith(" holds a ProcessedCommand, not a state (Account)")
+
+
+def test_given_events_that_were_not_read_then_their_state_entries_are_not_compared(log):
+    log.missing_topics.append(topics.EMAIL_EVENTS.name)
+    del log.events[topics.EMAIL_EVENTS.name]
+    assert check(log) == ["[5] topic bank.emails.events does not exist: run `bank topics create`"]
+
+
+def test_given_the_clean_log_then_the_report_says_how_many_changelog_entries_it_checked(log):
+    report = audit(log)
+    outcomes = {r.value.command_id for r in log.outcomes}
+    # 2 customers, 3 accounts, 3 transfers and 2 reserved emails; every account version; every command answered
+    assert (report.state_entries, report.history_entries) == (10, 11)
+    assert report.dedup_records == report.outcome_entries == len(outcomes)
+    assert report.summary_line().endswith(f"; checked 10 state entries, {len(outcomes)} dedup records, "
+                                          f"11 history entries, {len(outcomes)} outcome entries, "
+                                          f"0 sealed customers")
+
+
+def test_given_verify_spells_the_processors_table_keys_itself_then_they_are_the_processors(log):
+    from streams import verify
+    from streams.processing import history_key
+    assert (verify.STATE_KEY, verify.DEDUP_KEY) == (STATE_PREFIX, COMMAND_PREFIX)
+    assert set(STATE_TABLES) <= set(topics.TABLES) and {HISTORY_VIEW, OUTCOME_VIEW} <= set(topics.TABLES)
+    assert {r.key for r in log.views[HISTORY_VIEW]} >= {history_key("a1", 1), history_key("a3", 3)}
+
+
 # The command line --------------------------------------------------------------------------------
 
 def test_given_an_unreachable_broker_then_bank_verify_exits_2_with_a_clear_error():
@@ -504,14 +738,14 @@ def forget(log: Log, customer_id: str) -> None:
 
 def test_given_a_forgotten_customer_whose_key_is_still_live_then_it_is_reported(log):
     forget(log, "c1")
-    log.keys = {"c1": True, "c2": True}
+    log.keys = {"c1": bytes(32), "c2": bytes(32)}
     assert [v for v in check(log) if v.startswith("[privacy]")] == [
         "[privacy] customer c1 was forgotten but its key is still in bank.customer-keys"]
 
 
 def test_given_a_forgotten_customer_whose_key_was_deleted_then_nothing_about_privacy_is_reported(log):
     forget(log, "c1")
-    log.keys = {"c1": False}
+    log.keys = {"c1": None}  # tombstoned
     assert [v for v in check(log) if v.startswith("[privacy]")] == []
 
 
@@ -521,3 +755,49 @@ def test_given_a_sealed_customer_without_a_key_then_its_unreadable_data_is_repor
     log.keys = {}
     assert [v for v in check(log) if v.startswith("[privacy]")] == [
         "[privacy] customer c9 has sealed personal data but no key in bank.customer-keys: it can no longer be read"]
+
+
+def sealed_log() -> Log:
+    """Customers created as the workers create them: personal data sealed, keys in bank.customer-keys."""
+    return Pipeline(sealed=True).send(
+        CreateCustomer(command_id="create-c1", customer_id="c1", first_name="Ada", last_name="Lovelace",
+                       email="ada@example.com", phone="+44 1"),
+        CreateCustomer(command_id="create-c2", customer_id="c2", first_name="Bob", last_name="Babbage",
+                       email="bob@example.com"),
+        open_account("a1", "c1", "10.00"),
+    ).log()
+
+
+def test_given_sealed_customers_then_each_opens_with_its_stored_key_and_nothing_is_violated():
+    log = sealed_log()
+    assert all(c.value.personal_data for c in log.events[topics.CUSTOMER_EVENTS.name])
+    report = audit(log)
+    assert report.ok, report.violations
+    assert report.sealed_customers == 2 and report.summary_line().endswith(", 2 sealed customers")
+
+
+def test_given_a_sealed_customer_whose_stored_key_is_another_customers_then_its_data_not_opening_is_reported():
+    log = sealed_log()
+    log.keys["c1"] = log.keys["c2"]
+    assert [v for v in check(log) if v.startswith("[privacy]")] == [
+        "[privacy] customer c1: the sealed personal data of its CustomerCreated does not open with its key in "
+        "bank.customer-keys: authentication failed (another key, or a blob of another customer)"]
+
+
+def test_given_a_sealed_customer_whose_stored_key_is_not_an_aes_key_then_it_is_reported():
+    log = sealed_log()
+    log.keys["c2"] = b"short"
+    assert [v for v in check(log) if v.startswith("[privacy]")] == [
+        "[privacy] customer c2: the sealed personal data of its CustomerCreated does not open with its key in "
+        "bank.customer-keys: the key is 5 bytes, not 32"]
+
+
+def test_given_a_forgotten_sealed_customer_then_its_data_is_exempt_from_opening():
+    log = Pipeline(sealed=True).send(
+        CreateCustomer(command_id="create-c1", customer_id="c1", first_name="Ada", last_name="Lovelace",
+                       email="ada@example.com")).send(
+        customers.ForgetCustomer(command_id="forget-c1", customer_id="c1")).log()
+    assert log.keys == {"c1": None}  # tombstoned
+    report = audit(log)
+    assert report.ok, report.violations
+    assert report.sealed_customers == 0

@@ -1,0 +1,54 @@
+"""Every confluent-kafka consumer the project builds reads committed records only.
+
+The workers write in Kafka transactions: a reader with `isolation.level=read_uncommitted` would see
+fenced or aborted writes (an event, an outcome, a view entry that never happened). librdkafka's default
+is `read_committed`; the project says so explicitly, in one place (`Settings.consumer_config`), and
+every `Consumer(...)` in streams/ and bench/ is built from it.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from streams.config import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCES = sorted(p for folder in ("streams", "bench") for p in (REPO / folder).rglob("*.py"))
+
+
+def consumer_calls(path: Path) -> list[ast.Call]:
+    calls = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if name == "Consumer":
+                calls.append(node)
+    return calls
+
+
+def test_given_any_settings_then_the_consumer_config_reads_committed_records_only():
+    settings = Settings(kafka_security={"security_protocol": "SSL"})
+    config = settings.consumer_config(**{"group.id": "g"})
+    assert config["isolation.level"] == "read_committed"
+    assert (config["group.id"], config["security.protocol"]) == ("g", "SSL")
+    assert config["bootstrap.servers"] == settings.bootstrap_servers
+
+
+def test_given_the_project_sources_then_every_confluent_consumer_is_built_from_the_consumer_config():
+    found, wrong = 0, []
+    for path in SOURCES:
+        for call in consumer_calls(path):
+            found += 1
+            config = call.args[0] if call.args else None
+            if not (isinstance(config, ast.Call) and isinstance(config.func, ast.Attribute)
+                    and config.func.attr == "consumer_config"):
+                wrong.append(f"{path.relative_to(REPO)}:{call.lineno}")
+    assert found >= 10, "the scan found no consumers: has the code moved?"
+    assert wrong == [], f"Consumer(...) not built from Settings.consumer_config: {', '.join(wrong)}"
+
+
+def test_given_the_project_sources_then_no_consumer_asks_for_uncommitted_records():
+    for path in SOURCES:
+        text = path.read_text()
+        assert "read_uncommitted" not in text, f"{path.relative_to(REPO)} asks for read_uncommitted"
