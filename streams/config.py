@@ -15,12 +15,8 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: str | None = None
-    #: Faust's processing guarantee; "exactly_once" is there to be tried, off by default (see README).
-    processing_guarantee: str = "at_least_once"
     #: Extra librdkafka/aiokafka security settings (TLS/SASL) passed through as given.
     kafka_security: dict = field(default_factory=dict)
-    #: Who sends a worker's records: "librdkafka" (confluent-kafka, in C threads) or "aiokafka" (Faust's own).
-    producer: str = "librdkafka"
     #: How long producers wait to fill a batch; a few ms saves the broker most of its per-request work.
     linger_ms: int = 5
     #: Agents take up to this many records at a time (Faust's `take_events`) ...
@@ -43,9 +39,7 @@ class Settings:
             web_host=env.get("BANK_WEB_HOST", "127.0.0.1"),
             web_port=int(env.get("BANK_WEB_PORT", "6066")),
             api_token=env.get("BANK_API_TOKEN") or None,
-            processing_guarantee=env.get("BANK_PROCESSING_GUARANTEE", "at_least_once"),
             kafka_security=security,
-            producer=env.get("BANK_PRODUCER", "librdkafka"),
             linger_ms=int(env.get("BANK_PRODUCER_LINGER_MS", "5")),
             batch_max=int(env.get("BANK_BATCH_MAX", "500")),
             batch_ms=float(env.get("BANK_BATCH_MS", "10")),

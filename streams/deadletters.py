@@ -256,7 +256,7 @@ def read_original(settings: Settings, record: Parked, timeout: float = 30.0) -> 
     def left() -> float:
         return max(0.1, deadline - time.monotonic())
 
-    consumer = Consumer(settings.confluent_config(**{
+    consumer = Consumer(settings.consumer_config(**{
         "group.id": f"bank-deadletter-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "logger": _quiet_logger(),
     }))

@@ -273,21 +273,6 @@ class CommandProcessor:
             issued_at = at if issued or before is None else before.issued_at
             self.pending[aggregate_id] = self.codec.encode(PendingSteps(commands=steps, issued_at=issued_at))
 
-    def overdue(self, now: int, after_ms: int, wanted: Callable[[str], bool]) -> dict[str, list[Outgoing]]:
-        """Per wanted aggregate, its pending steps issued more than `after_ms` ago, to be issued again."""
-        out = {}
-        for key, data in list(self.pending.items()):
-            aggregate_id = key.decode() if isinstance(key, bytes) else key  # Faust iterates raw keys
-            if not wanted(aggregate_id):
-                continue
-            pending: PendingSteps = self.codec.decode(data)
-            if now - pending.issued_at < after_ms:
-                continue
-            out[aggregate_id] = [
-                Outgoing(topics.command_topic_for(type(command)).name, command.aggregate_id, encoded)
-                for encoded, command in ((e, self.codec.decode(e)) for e in pending.commands)]
-        return out
-
     def _records(self, processed: ProcessedCommand, follow_ups, outcome_id: str | None) -> list[Outgoing]:
         """What to send; `outcome_id` keys the outcome (a reply's outcome is the settled command's)."""
         out = [Outgoing(self.event_topic, processed.aggregate_id, e) for e in processed.events]

@@ -527,7 +527,7 @@ def replay_state(settings: Settings, *, force: bool = False, show_progress: bool
                 steps = transfers.react(state, None, (versions[max(versions)][0],))
                 if steps:
                     out["transfer_to_pending_steps"][partition][aggregate_id] = codec.encode(PendingSteps(
-                        commands=tuple(codec.encode(s) for s in steps), issued_at=0))  # overdue: redriven at once
+                        commands=tuple(codec.encode(s) for s in steps), issued_at=0))
                     pending_transfers += 1
 
     dedup = 0

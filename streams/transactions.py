@@ -158,9 +158,8 @@ class Transactions:
         gives the group metadata `send_offsets_to_transaction` wants."""
         with self._group_lock:
             if self._group is None:
-                self._group = Consumer(self.settings.confluent_config(**{
-                    "group.id": topics.APP_ID, "enable.auto.commit": False,
-                    "isolation.level": "read_committed", "logger": _quiet_logger()}))
+                self._group = Consumer(self.settings.consumer_config(**{
+                    "group.id": topics.APP_ID, "enable.auto.commit": False, "logger": _quiet_logger()}))
             return self._group
 
     # -- rebalancing -------------------------------------------------------------------------
