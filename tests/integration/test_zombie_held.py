@@ -99,7 +99,6 @@ def test_a_worker_held_before_its_commit_while_its_partitions_move_writes_nothin
             finally:
                 zombie.resume()
             hold.unlink()  # released: its commit must fail now
-            wait_for(lambda: "fenced" in zombie.log.read_text(errors="replace"), 60, "the zombie to learn it is fenced")
             wait_until_serving([zombie, survivor], timeout=120)
 
             committed = deposits_by_command(settings, "read_committed")
@@ -110,6 +109,7 @@ def test_a_worker_held_before_its_commit_while_its_partitions_move_writes_nothin
             assert zombie_writes > 0, "the zombie wrote nothing: the test did not test anything"
             assert {c: committed[c] for c in deposits.values()} == {c: 1 for c in deposits.values()}, \
                 "a read_committed reader sees a deposit event other than exactly once"
+            wait_for(lambda: "fenced" in zombie.log.read_text(errors="replace"), 60, "the zombie to learn it is fenced")
 
             # The new owner's state is untouched: every balance is its opening balance plus one deposit.
             with httpx.Client(timeout=10) as http:

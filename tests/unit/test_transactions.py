@@ -1,0 +1,145 @@
+"""One batch, one transaction per input partition (streams.transactions), without a broker: which records a
+task takes, what goes into a transaction, and what a failed or fenced one leaves behind."""
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from streams.config import Settings
+from streams.processing import Outgoing
+from streams.transactions import Fenced, PartitionEffects, Task, TransactionFailed, Transactions
+
+
+class FakeProducer:
+    """Records the transactional calls; deliveries succeed unless `refuse` names a topic."""
+
+    def __init__(self, refuse: str | None = None, fail_commit: KafkaError | None = None):
+        self.calls: list = []
+        self.pending: list = []
+        self.refuse = refuse
+        self.fail_commit = fail_commit
+        self.offset = 100
+
+    def begin_transaction(self):
+        self.calls.append("begin")
+
+    def produce(self, topic, key=None, value=None, partition=None, headers=None, on_delivery=None):
+        self.calls.append(("produce", topic, key, value, partition))
+        self.pending.append((topic, partition if partition is not None else 0, on_delivery))
+
+    def send_offsets_to_transaction(self, offsets, metadata, timeout):
+        self.calls.append(("offsets", sorted((tp.topic, tp.partition, tp.offset) for tp in offsets)))
+
+    def flush(self, timeout):
+        for topic, partition, on_delivery in self.pending:
+            self.offset += 1
+            message = Message(topic, partition, self.offset)
+            on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE) if topic == self.refuse else None, message)
+        self.pending.clear()
+        return 0
+
+    def commit_transaction(self, timeout):
+        if self.fail_commit is not None:
+            raise KafkaException(self.fail_commit)
+        self.calls.append("commit")
+
+    def abort_transaction(self, timeout):
+        self.calls.append("abort")
+
+
+class Message:
+    def __init__(self, topic, partition, offset):
+        self._where = (topic, partition, offset)
+
+    def topic(self):
+        return self._where[0]
+
+    def partition(self):
+        return self._where[1]
+
+    def offset(self):
+        return self._where[2]
+
+
+class Group:
+    def consumer_group_metadata(self):
+        return "metadata"
+
+
+def transactions_with(producer: FakeProducer, agent: str = "process_account_commands",
+                      sources=("bank.accounts.commands",)) -> tuple[Transactions, Task]:
+    txns = Transactions(Settings(), {agent: tuple(sources)})
+    txns._group = Group()
+    task = Task(agent, 2, producer, {topic: 10 for topic in sources})
+    txns.tasks[(agent, 2)] = task
+    return txns, task
+
+
+def effects() -> PartitionEffects:
+    return PartitionEffects(2, [("streambank-account_to_state-changelog", [(b"state:A", b"s"), (b"command:c", b"d")])],
+                            [Outgoing("bank.accounts.events", "A", b"event")], {"bank.accounts.commands": 13})
+
+
+def test_a_task_takes_records_at_or_past_its_position_and_each_once():
+    task = Task("agent", 0, producer=None, positions={"t": 5})
+    assert not task.accepts("t", 4)  # committed already, delivered again after a rebalance
+    assert task.accepts("t", 5)
+    assert not task.accepts("t", 5)  # the same record buffered twice
+    assert task.accepts("t", 8)  # offsets 6-7: transaction markers
+
+
+def test_a_task_with_nothing_committed_takes_the_first_record_it_sees():
+    task = Task("agent", 0, producer=None, positions={"t": None})
+    assert task.accepts("t", 0)
+
+
+def test_a_stopped_task_takes_nothing():
+    task = Task("agent", 0, producer=None, positions={"t": 0})
+    task.active = False
+    assert not task.accepts("t", 0)
+
+
+def test_a_transaction_holds_the_changelog_records_the_outputs_and_the_input_offsets_then_commits():
+    producer = FakeProducer()
+    txns, task = transactions_with(producer)
+    effect = effects()
+    txns._transact(task, effect, txns._offsets(task, effect))
+    assert producer.calls == [
+        "begin",
+        ("produce", "streambank-account_to_state-changelog", b"state:A", b"s", 2),
+        ("produce", "streambank-account_to_state-changelog", b"command:c", b"d", 2),
+        ("produce", "bank.accounts.events", b"A", b"event", None),
+        ("offsets", [("bank.accounts.commands", 2, 13)]),
+        "commit",
+    ]
+    # The changelog offset the local WriteBatch records: that of the partition's last changelog record.
+    assert effect.changelog_offsets == {"streambank-account_to_state-changelog": 102}
+
+
+def test_a_refused_record_aborts_the_transaction_instead_of_being_forgotten():
+    producer = FakeProducer(refuse="bank.accounts.events")
+    txns, task = transactions_with(producer)
+    with pytest.raises(TransactionFailed, match="MSG_SIZE_TOO_LARGE|too large"):
+        txns._transact(task, effects(), [])
+    assert "commit" not in producer.calls and producer.calls[-1] == "abort"
+
+
+def test_a_fenced_commit_is_told_apart_from_other_failures_and_not_aborted():
+    producer = FakeProducer(fail_commit=KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True))
+    txns, task = transactions_with(producer)
+    with pytest.raises(Fenced):
+        txns._transact(task, effects(), [])
+    assert "abort" not in producer.calls  # a fenced producer cannot abort; the broker already did
+
+
+def test_a_topic_several_agents_read_is_committed_at_the_least_offset_all_of_them_have_done():
+    shared = "bank.view-rebuild"
+    txns = Transactions(Settings(), {"project_accounts": ("bank.accounts.events", shared),
+                                     "project_transfers": ("bank.transfers.events", shared)}, shared=[shared])
+    accounts = Task("project_accounts", 1, FakeProducer(), {"bank.accounts.events": 0, shared: 0})
+    transfers = Task("project_transfers", 1, FakeProducer(), {"bank.transfers.events": 0, shared: 0})
+    transfers.committed[shared] = 4
+    txns.tasks = {("project_accounts", 1): accounts, ("project_transfers", 1): transfers}
+    effect = PartitionEffects(1, [], [], {"bank.accounts.events": 30, shared: 9})
+    offsets = sorted((tp.topic, tp.offset) for tp in txns._offsets(accounts, effect))
+    assert offsets == [("bank.accounts.events", 30), (shared, 4)]
