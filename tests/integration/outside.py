@@ -385,22 +385,28 @@ def one_outcome_each(outcomes: dict[str, set[tuple]], command_ids: Iterable[str]
 
 class OutcomeTail:
     """Follows bank.command-outcomes in a thread from the end it sees when created (create it before
-    sending), noting when each command's first outcome arrived and every distinct outcome seen."""
+    sending), noting when each command's first outcome arrived and every distinct outcome seen.
 
-    def __init__(self, settings: Settings):
+    `also` names more topics to follow (command topics): `seen` then holds when a record with each
+    command id first appeared there (e.g. the ReserveEmail a worker sends while taking a CreateCustomer)."""
+
+    def __init__(self, settings: Settings, also: Iterable[str] = ()):
         self.codec = Codec()
         self.consumer = Consumer(settings.confluent_config(**{
             "group.id": f"faults-tail-{uuid.uuid4().hex}", "isolation.level": "read_committed",
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": False}))
-        metadata = self.consumer.list_topics(OUTCOMES, timeout=15)
+        names = [OUTCOMES, *also]
+        metadata = self.consumer.list_topics(timeout=15)
         start = []
-        for partition in metadata.topics[OUTCOMES].partitions:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(OUTCOMES, partition), timeout=15)
-            start.append(TopicPartition(OUTCOMES, partition, high))
+        for name in names:
+            for partition in metadata.topics[name].partitions:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=15)
+                start.append(TopicPartition(name, partition, high))
         self.consumer.assign(start)
         self.first: dict[str, CommandOutcome] = {}
         self.arrived: dict[str, float] = {}  # time.monotonic() of the first outcome
         self.distinct: dict[str, set[tuple]] = defaultdict(set)
+        self.seen: dict[str, float] = {}  # command id on an `also` topic → time.monotonic() it first appeared
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outcome-tail", daemon=True)
         self._thread.start()
@@ -411,15 +417,19 @@ class OutcomeTail:
                 if message.error() is not None or message.value() is None:
                     continue
                 try:
-                    outcome = self.codec.decode(message.value())
+                    record = self.codec.decode(message.value())
                 except DecodeError:
                     continue
-                if not isinstance(outcome, CommandOutcome):
+                if message.topic() != OUTCOMES:
+                    if getattr(record, "command_id", None):
+                        self.seen.setdefault(record.command_id, time.monotonic())
                     continue
-                if outcome.command_id not in self.first:
-                    self.first[outcome.command_id] = outcome
-                    self.arrived[outcome.command_id] = time.monotonic()
-                self.distinct[outcome.command_id].add(outcome_key(outcome))
+                if not isinstance(record, CommandOutcome):
+                    continue
+                if record.command_id not in self.first:
+                    self.first[record.command_id] = record
+                    self.arrived[record.command_id] = time.monotonic()
+                self.distinct[record.command_id].add(outcome_key(record))
 
     def wait(self, command_ids: Iterable[str], timeout: float) -> set[str]:
         """Waits until every one of `command_ids` has an outcome or `timeout` passes; returns those without."""
