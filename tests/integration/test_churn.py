@@ -104,6 +104,9 @@ def test_a_worker_joining_and_leaving_every_few_seconds_loses_and_doubles_nothin
                 summary.violations.append(f"bank verify exited {finished.returncode}: "
                                           f"{finished.stdout[-3000:]}{finished.stderr[-2000:]}")
             tail.close()
+        except BaseException as exc:  # a phase that could not finish is a finding too: say so in the report
+            summary.violations.append(f"aborted: {type(exc).__name__}: {str(exc)[:1500]}")
+            raise
         finally:
             churner.kill()
             summary.print()

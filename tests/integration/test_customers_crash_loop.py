@@ -251,6 +251,9 @@ def test_customers_come_out_whole_while_one_worker_is_in_a_kill_9_loop(tmp_path)
             summary.notes.append(f"after the restart: settled={done}, verify: {report.summary_line()}")
             check_everything("after the restart from Kafka")
             tail.close()
+        except BaseException as exc:  # a phase that could not finish is a finding too: say so in the report
+            summary.violations.append(f"aborted: {type(exc).__name__}: {str(exc)[:1500]}")
+            raise
         finally:
             summary.print()
         assert summary.violations == []
