@@ -75,6 +75,10 @@ def create_app(settings: Settings, **overrides) -> faust.App:
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         # Names the worker's HTTP address in the consumer group, so `bank status` can tell who holds what.
         broker_client_id=f"streambank-worker-{settings.web_host}-{settings.web_port}",
+        # Static membership: a worker restarted (after kill -9, a crash loop) under the same id gets its
+        # partitions back without a rebalance, so the healthy workers never stop for it. A worker gone
+        # for longer than the session timeout is removed and its partitions move as before.
+        consumer_group_instance_id=settings.worker_id,
         web_tables_enabled=False,  # it would expose the raw aggregate tables
         web_stats_enabled=False,
         web_graph_enabled=False,
@@ -109,11 +113,15 @@ class TransactionalConsumer(AIOKafkaDriverConsumer):
 
     async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
         self._committed_offset.update(offsets)
+        # What Faust's livelock check reads ("has not committed ... since worker start"): these
+        # offsets' effects were committed, in their transactions, before they were acked.
+        self._thread.tp_last_committed_at.update({tp: time.monotonic() for tp in offsets})
         return True
 
 
 class BankApp(faust.App):
-    """Faust's App with the transactional tasks (streams.transactions) told of every rebalance."""
+    """Faust's App whose transactional tasks (streams.transactions) stop on revocation (assignment:
+    `fence_before_recovery`) and close with it."""
 
     transactions: "Transactions | None" = None
 
@@ -130,21 +138,24 @@ class BankApp(faust.App):
                 return
         await super()._on_partitions_revoked(revoked)
 
-    async def _on_partitions_assigned(self, assigned, generation_id: int = 0) -> None:
-        # Before Faust recovers tables and seeks to committed offsets: init_transactions fences the
-        # previous owner first, so what recovery and the seek read is final.
-        if self.transactions is not None and not self.should_stop:
-            try:
-                await self.transactions.on_assigned(assigned)
-            except Exception as exc:
-                await self.crash(exc)
-                return
-        await super()._on_partitions_assigned(assigned, generation_id)
-
     async def on_stop(self) -> None:
         if self.transactions is not None:
             await self.transactions.close()
         await super().on_stop()
+
+
+def fence_before_recovery(app: faust.App, transactions: Transactions) -> None:
+    """Runs the transactions' `on_assigned` between Faust's pausing of a new assignment and its table
+    recovery (which ends in the seek to committed offsets): init_transactions fences the previous
+    owners first, so what recovery and the seek read is final."""
+    tables = app.tables
+    on_rebalance = tables.on_rebalance
+
+    async def fence_then_recover(assigned, revoked, newly_assigned, generation_id: int = 0):
+        if not app.should_stop:
+            await transactions.on_assigned(assigned)
+        await on_rebalance(assigned, revoked, newly_assigned, generation_id)
+    tables.on_rebalance = fence_then_recover
 
 
 def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float = 1.0) -> None:
@@ -190,15 +201,17 @@ def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float
 
     @app.task
     async def end_recovery_when_read():
-        was_recovering = False
+        waiting = False
         while not app.should_stop:
             await asyncio.sleep(interval)
-            if not recovery.in_recovery:
-                was_recovering = False
+            # Only while Faust's recovery waits for the end of the changelogs: before that, in the same
+            # round, its highwaters and offsets are still being built (or are the last round's).
+            if not (recovery.in_recovery and recovery.signal_recovery_end._waiters):
+                waiting = False
                 continue
-            if not was_recovering:
-                was_recovering, started["at"] = True, time.monotonic()
-            if recovery.active_highwaters and not recovery.need_recovery():
+            if not waiting:
+                waiting, started["at"] = True, time.monotonic()
+            if not recovery.need_recovery():
                 recovery.flush_buffers()
                 recovery._set_recovery_ended()
                 recovery.signal_recovery_end.set()
@@ -464,6 +477,7 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         sink = app.transactions = Transactions(
             settings, {agent: tuple(spec.name for spec in specs) for agent, specs in AGENT_SOURCES.items()},
             shared=(topics.VIEW_REBUILD.name,), hold_path=os.environ.get("BANK_TEST_HOLD_BEFORE_COMMIT"))
+        fence_before_recovery(app, sink)
         end_recovery_past_markers(app)
 
     def view_agent(view: str, make) -> ViewAgent:

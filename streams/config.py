@@ -50,6 +50,11 @@ class Settings:
         return self if port is None else replace(self, web_port=port)
 
     @property
+    def worker_id(self) -> str:
+        """A worker's stable name in the consumer group (static membership): its HTTP address."""
+        return f"streambank-worker-{self.web_host}-{self.web_port}"
+
+    @property
     def worker_dir(self) -> Path:
         """Each worker's own state directory: RocksDB refuses two processes on one directory."""
         return self.home / "workers" / f"worker-{self.web_port}"
