@@ -8,8 +8,9 @@ readiness) is computed when Prometheus scrapes.
 Hooks, all installed by `instrument` (called once from `streams.app.wire`):
 - `Metrics.batch_done`, called by each agent's batch (streams.app.Batch): processing time per agent
   and batch, and the record time of the last event each view applied;
-- a Faust sensor: records sent per topic (counted when the broker acknowledged them), send errors and
-  dead letters by source topic; `BatchedTable.on_sent` counts the table changelogs sent in batches;
+- the transactions (`Transactions.on_commit`, `on_fenced`): transactions by agent and result, their
+  duration, and the records each committed one wrote, per topic; `BatchedTable.on_sent` counts the
+  table changelog records committed; a Faust sensor, send errors and dead letters by source topic;
 - `CommandProcessor.observe`: every outcome decided (command type × ACCEPTED / REJECTED, rejections
   by reason) and every redelivered command answered from the dedup table (DUPLICATE);
 - an aiohttp middleware (`register_metrics`): HTTP requests by method, route template and status.
@@ -71,6 +72,13 @@ class Metrics:
         self.dead_letters = Counter(
             "bank_dead_letters", "Records parked on bank.deadletter by this worker, by the topic they came from.",
             ["source_topic"], registry=registry)
+        self.transactions = Counter(
+            "bank_transactions", "Batch transactions by agent and result (committed; fenced: the partition had "
+            "moved to another worker and nothing of the batch became visible).", ["agent", "result"],
+            registry=registry)
+        self.transaction_seconds = Histogram(
+            "bank_transaction_seconds", "Time from a batch's first transaction begun to its last committed (its "
+            "input partitions commit concurrently).", ["agent"], buckets=PROCESSING_BUCKETS, registry=registry)
         self.http_requests = Counter(
             "bank_http_requests", "HTTP requests answered, by method, route template and status.",
             ["method", "route", "status"], registry=registry)
@@ -100,6 +108,16 @@ class Metrics:
         view = VIEW_AGENTS.get(agent)
         if view is not None and last_timestamp is not None:
             self.last_applied[view] = last_timestamp
+
+    def transaction_committed(self, agent: str, effects, seconds: float) -> None:
+        self._child(self.transactions, agent, "committed").inc(len(effects))
+        self._child(self.transaction_seconds, agent).observe(seconds)
+        for effect in effects:
+            for record in effect.records:
+                self.emitted_child(record.topic).inc()
+
+    def transaction_fenced(self, agent: str) -> None:
+        self._child(self.transactions, agent, "fenced").inc()
 
     def emitted_child(self, topic: str):
         return self._child(self.emitted, topic)
@@ -256,6 +274,10 @@ def instrument(pipeline, command_processors: Iterable = ()) -> Metrics:
     for processor in command_processors:
         processor.observe = metrics.command_outcome
     pipeline.app.sensors.add(MetricsSensor(metrics))
+    transactions = getattr(pipeline.app, "transactions", None)
+    if transactions is not None:
+        transactions.on_commit = metrics.transaction_committed
+        transactions.on_fenced = metrics.transaction_fenced
     for writer in getattr(pipeline, "writers", {}).values():  # table changelogs sent in batches
         writer.on_sent = lambda topic, count: metrics.emitted_child(topic).inc(count)
     agent_topics = {name: channel_topics(agent) for name, agent in pipeline.agents.items()}

@@ -135,8 +135,10 @@ class Transactions:
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="txn")
         self._group: Consumer | None = None
         self._group_lock = threading.Lock()
-        #: Told (agent, committed partitions, seconds) after each commit; streams.metrics may set it.
-        self.on_commit = lambda agent, partitions, seconds: None
+        #: Told (agent, the committed effects, seconds) after each batch, and (agent) of each fenced
+        #: transaction; streams.metrics sets them.
+        self.on_commit = lambda agent, effects, seconds: None
+        self.on_fenced = lambda agent: None
 
     # -- configuration -----------------------------------------------------------------------
     def producer_config(self, agent: str, partition: int) -> dict:
@@ -259,13 +261,14 @@ class Transactions:
                 log.warning("%s[%d] fenced: another worker owns it now; nothing of this batch is visible (%s)",
                             agent, effect.partition, result)
                 task.active = False
+                self.on_fenced(agent)
                 self.tasks.pop((agent, effect.partition), None)
                 loop.run_in_executor(self._pool, _close, task.producer)
             else:
                 failure = failure or result
         if failure is not None:
             raise TransactionFailed(f"{agent}: {failure}") from failure
-        self.on_commit(agent, [e.partition for e in committed], time.monotonic() - started)
+        self.on_commit(agent, committed, time.monotonic() - started)
         return committed
 
     def _offsets(self, task: Task, effect: PartitionEffects) -> list[TopicPartition]:

@@ -175,3 +175,18 @@ def test_http_requests_count_by_method_route_template_and_status_and_metrics_are
     assert value(metrics, "bank_http_requests_total", method="POST", route="/boom", status="409") == 1
     assert value(metrics, "bank_http_requests_total", method="GET", route="unmatched", status="404") == 1
     assert value(metrics, "bank_http_request_duration_seconds_count", route="/items/{item_id}") == 3
+
+
+def test_a_committed_batch_counts_its_transactions_and_the_records_it_wrote_and_a_fenced_one_is_counted_apart():
+    from streams.processing import Outgoing
+    from streams.transactions import PartitionEffects
+    metrics = Metrics(process=False)
+    effects = [PartitionEffects(0, [], [Outgoing("bank.accounts.events", "A", b"e"),
+                                        Outgoing("bank.command-outcomes", "c", b"o")], {}),
+               PartitionEffects(1, [], [Outgoing("bank.accounts.events", "B", b"e")], {})]
+    metrics.transaction_committed("process_account_commands", effects, 0.02)
+    metrics.transaction_fenced("process_account_commands")
+    assert value(metrics, "bank_transactions_total", agent="process_account_commands", result="committed") == 2
+    assert value(metrics, "bank_transactions_total", agent="process_account_commands", result="fenced") == 1
+    assert value(metrics, "bank_records_emitted_total", topic="bank.accounts.events") == 2
+    assert value(metrics, "bank_transaction_seconds_count", agent="process_account_commands") == 1
