@@ -313,7 +313,7 @@ class Transactions:
             if remaining or errors:
                 raise TransactionFailed(f"{remaining} records unacknowledged; refused: {errors[:5]}")
             self.hold.wait(task)
-            producer.commit_transaction(COMMIT_TIMEOUT_S)
+            _commit(producer)
             effect.changelog_offsets = {topic: last[topic] for topic, _ in effect.changelogs if topic in last}
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
@@ -324,6 +324,11 @@ class Transactions:
         except TransactionFailed:
             _abort(producer)
             raise
+        except Exception as exc:
+            # confluent-kafka has been seen to raise SystemError from flush() once the producer was
+            # fenced; aborting tells a fenced producer (it refuses, fenced) from any other failure.
+            _abort(producer)
+            raise TransactionFailed(repr(exc)) from exc
 
 
 def _produce(producer: Producer, topic: str, **record) -> None:
@@ -335,15 +340,34 @@ def _produce(producer: Producer, topic: str, **record) -> None:
             producer.poll(0.005)
 
 
+def _commit(producer: Producer) -> None:
+    """commit_transaction, called again while its error is retriable (a broker restarting, a timeout),
+    as librdkafka asks, until COMMIT_TIMEOUT_S has passed."""
+    deadline = time.monotonic() + COMMIT_TIMEOUT_S
+    while True:
+        try:
+            producer.commit_transaction(max(1.0, deadline - time.monotonic()))
+            return
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if not error.retriable() or error.txn_requires_abort() or time.monotonic() >= deadline:
+                raise
+            log.warning("committing a transaction failed (%s); trying again", error)
+            time.sleep(0.1)
+
+
 def _is_fenced(error: KafkaError) -> bool:
     return error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
                             KafkaError.INVALID_PRODUCER_ID_MAPPING) or (error.fatal() and "fenced" in str(error).lower())
 
 
 def _abort(producer: Producer) -> None:
+    """Aborts the open transaction; raises Fenced when the producer was fenced meanwhile."""
     try:
         producer.abort_transaction(COMMIT_TIMEOUT_S)
     except KafkaException as exc:
+        if _is_fenced(exc.args[0]):
+            raise Fenced(str(exc.args[0])) from None
         log.warning("aborting a transaction failed: %s", exc)
 
 

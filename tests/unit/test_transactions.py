@@ -143,3 +143,27 @@ def test_a_topic_several_agents_read_is_committed_at_the_least_offset_all_of_the
     effect = PartitionEffects(1, [], [], {"bank.accounts.events": 30, shared: 9})
     offsets = sorted((tp.topic, tp.offset) for tp in txns._offsets(accounts, effect))
     assert offsets == [("bank.accounts.events", 30), (shared, 4)]
+
+
+def test_an_unexpected_error_from_a_fenced_producer_counts_as_fenced_not_as_a_failure():
+    # Seen here: flush() raised SystemError once the producer had been fenced.
+    class Broken(FakeProducer):
+        def flush(self, timeout):
+            raise SystemError("_PyErr_SetObject: exception <class 'str'> is not a BaseException subclass")
+
+        def abort_transaction(self, timeout):
+            raise KafkaException(KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True))
+    txns, task = transactions_with(Broken())
+    with pytest.raises(Fenced):
+        txns._transact(task, effects(), [])
+
+
+def test_an_unexpected_error_from_a_producer_still_ours_aborts_and_fails():
+    class Broken(FakeProducer):
+        def flush(self, timeout):
+            raise SystemError("something else")
+    producer = Broken()
+    txns, task = transactions_with(producer)
+    with pytest.raises(TransactionFailed):
+        txns._transact(task, effects(), [])
+    assert producer.calls[-1] == "abort"
