@@ -42,9 +42,25 @@ class StallDetector:
         self._progress.clear()
 
 
+def fetch_position(app, tp) -> int | None:
+    """The aiokafka consumer's next offset to fetch for `tp` (past any transaction marker it read),
+    or None when it has none (not assigned, not started)."""
+    try:
+        state = app.consumer._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
+        return state.position if state is not None and state.has_valid_position else None
+    except Exception:  # not assigned (any more), or not started: no opinion
+        return None
+
+
 def source_offsets(app, changelog_topics: set[str]) -> dict:
-    """(read, committed, end) per assigned non-changelog partition, from the Faust consumer."""
+    """(read, committed, end) per assigned non-changelog partition, from the Faust consumer.
+
+    `end` is where the work ends: the highwater, unless everything up to it was fetched and nothing
+    fetched is unhandled; then the partition's last records are transaction markers (no work) and
+    `end` is the committed offset.
+    """
     consumer = app.consumer
+    unhandled = {message.tp for message in list(consumer._unacked_messages)}
     offsets = {}
     for tp in consumer.assignment():
         if tp.topic in changelog_topics:
@@ -55,6 +71,9 @@ def source_offsets(app, changelog_topics: set[str]) -> dict:
             end = None
         read = consumer._read_offset.get(tp)
         committed = consumer._committed_offset.get(tp)
+        position = fetch_position(app, tp)
+        if end is not None and position is not None and position >= end and tp not in unhandled:
+            end = committed
         offsets[tp] = (read, committed, end)
     return offsets
 

@@ -379,8 +379,9 @@ def _close(producer: Producer) -> None:
 
 
 def _quiet_logger() -> logging.Logger:
-    # librdkafka's own log lines go through logging, errors only: its warnings here are retries
-    # ("coordinator load in progress") that it handles itself.
+    # librdkafka's own log lines go through logging, fatal ones only: its warnings and errors here are
+    # retries ("coordinator load in progress", a broker restarting: a line per producer and attempt)
+    # that it handles itself; what it cannot handle reaches us as an exception.
     logger = logging.getLogger("streams.transactions.librdkafka")
-    logger.setLevel(logging.ERROR)
+    logger.setLevel(logging.CRITICAL)
     return logger

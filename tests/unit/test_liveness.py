@@ -30,3 +30,30 @@ def test_unknown_ends_give_no_opinion_and_revoked_partitions_are_forgotten():
     assert detector.observe(100, {"p0": (1, 2, None)}) == []
     assert detector.observe(200, {"p0": (1, 2, None), "p1": (1, 2, 9)}) == []
     assert detector.observe(230, {"p0": (1, 2, None), "p1": (1, 2, 9)}) == ["p1"]
+
+
+def fake_app(position: int, unacked_tps=()):
+    from types import SimpleNamespace
+    from faust.types import TP
+    state = SimpleNamespace(position=position, has_valid_position=True)
+    assignment = SimpleNamespace(state_value=lambda tp: state)
+    aiokafka = SimpleNamespace(_subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment)))
+    consumer = SimpleNamespace(
+        assignment=lambda: {TP("t", 0)}, highwater=lambda tp: 12, _read_offset={TP("t", 0): 0}, _committed_offset={TP("t", 0): 11},
+        _unacked_messages=[SimpleNamespace(tp=tp) for tp in unacked_tps],
+        _thread=SimpleNamespace(_ensure_consumer=lambda: aiokafka))
+    return SimpleNamespace(consumer=consumer)
+
+
+def test_a_partition_read_to_its_end_whose_last_record_is_a_transaction_marker_has_no_work_waiting():
+    from streams.liveness import source_offsets
+    # Records up to 10 handled (committed 11); offset 11 is the commit marker; the highwater is 12.
+    offsets = source_offsets(fake_app(position=12), changelog_topics=set())
+    detector = StallDetector(stall_seconds=30)
+    assert detector.observe(0, offsets) == [] and detector.observe(100, offsets) == []
+
+
+def test_a_partition_with_fetched_records_still_unhandled_keeps_its_end():
+    from streams.liveness import source_offsets
+    assert source_offsets(fake_app(position=12, unacked_tps=[("t", 0)]), changelog_topics=set())[("t", 0)] == (0, 11, 12)
+    assert source_offsets(fake_app(position=5), changelog_topics=set())[("t", 0)] == (0, 11, 12)
