@@ -476,6 +476,9 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         sink = app.transactions = Transactions(
             settings, {agent: tuple(spec.name for spec in specs) for agent, specs in AGENT_SOURCES.items()},
             shared=(topics.VIEW_REBUILD.name,), hold_path=os.environ.get("BANK_TEST_HOLD_BEFORE_COMMIT"))
+        sink.seek = lambda tp, offset: app.consumer.seek(tp, offset)
+        sink.on_fatal = lambda reason: pipeline.on_batch_failure and pipeline.on_batch_failure(
+            "transactions", RuntimeError(reason))
         fence_before_recovery(app, sink)
         end_recovery_past_markers(app)
 

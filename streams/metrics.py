@@ -74,7 +74,8 @@ class Metrics:
             ["source_topic"], registry=registry)
         self.transactions = Counter(
             "bank_transactions", "Batch transactions by agent and result (committed; fenced: the partition had "
-            "moved to another worker and nothing of the batch became visible).", ["agent", "result"],
+            "moved to another worker and nothing of the batch became visible; failed: aborted or hung, the "
+            "partition is read again from its committed offsets).", ["agent", "result"],
             registry=registry)
         self.transaction_seconds = Histogram(
             "bank_transaction_seconds", "Time from a batch's first transaction begun to its last committed (its "
@@ -118,6 +119,9 @@ class Metrics:
 
     def transaction_fenced(self, agent: str) -> None:
         self._child(self.transactions, agent, "fenced").inc()
+
+    def transaction_failed(self, agent: str) -> None:
+        self._child(self.transactions, agent, "failed").inc()
 
     def emitted_child(self, topic: str):
         return self._child(self.emitted, topic)
@@ -278,6 +282,7 @@ def instrument(pipeline, command_processors: Iterable = ()) -> Metrics:
     if transactions is not None:
         transactions.on_commit = metrics.transaction_committed
         transactions.on_fenced = metrics.transaction_fenced
+        transactions.on_failed = metrics.transaction_failed
     for writer in getattr(pipeline, "writers", {}).values():  # table changelogs sent in batches
         writer.on_sent = lambda topic, count: metrics.emitted_child(topic).inc(count)
     agent_topics = {name: channel_topics(agent) for name, agent in pipeline.agents.items()}

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from faust.types import TP
 
 from . import topics
 from .config import Settings
@@ -41,8 +42,10 @@ from .processing import Outgoing
 
 log = logging.getLogger(__name__)
 
-#: How long one transaction may take end to end before the worker gives up on it (and stops).
-COMMIT_TIMEOUT_S = 60.0
+#: librdkafka's timeout for each transactional call (send offsets, flush, commit).
+COMMIT_TIMEOUT_S = 30.0
+#: How long a transaction may take in all before it is given up for hung (three calls, and a margin).
+HUNG_AFTER_S = 3 * COMMIT_TIMEOUT_S + 10
 #: How long a revocation waits for batches in flight to finish committing.
 REVOKE_WAIT_S = 10.0
 
@@ -86,6 +89,12 @@ class Task:
         self.committed: dict[str, int | None] = dict(positions)
         self.active = True
         self.committing = 0
+        #: Set when a transaction of this task was given up for hung: it must not commit if it wakes.
+        self.abandoned = False
+        #: source topic → the last offset of a batch whose transaction failed: until the consumer,
+        #: sought back to the committed offset, delivers a record at or before it again, later records
+        #: are ones buffered before the rewind (they come again, in order, after it).
+        self.rewinding: dict[str, int] = {}
 
     def accepts(self, topic: str, offset: int) -> bool:
         if not self.active:
@@ -93,6 +102,11 @@ class Task:
         position = self.positions.get(topic)
         if position is not None and offset < position:
             return False  # processed already (a record buffered before a rebalance, delivered again)
+        bound = self.rewinding.get(topic)
+        if bound is not None:
+            if offset > bound:
+                return False
+            del self.rewinding[topic]
         self.positions[topic] = offset + 1
         return True
 
@@ -132,13 +146,20 @@ class Transactions:
         self.shared = set(shared)
         self.tasks: dict[tuple[str, int], Task] = {}
         self.hold = Hold(hold_path)
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="txn")
+        # Roomy: a librdkafka call can hang past its timeout (librdkafka #5456: send_offsets_to_transaction
+        # while the group coordinator is down), keeping its thread until it returns.
+        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="txn")
+        #: Seeks the workers' consumer (Faust's `consumer.seek`); set by streams.app.
+        self.seek = None
         self._group: Consumer | None = None
         self._group_lock = threading.Lock()
         #: Told (agent, the committed effects, seconds) after each batch, and (agent) of each fenced
         #: transaction; streams.metrics sets them.
         self.on_commit = lambda agent, effects, seconds: None
         self.on_fenced = lambda agent: None
+        self.on_failed = lambda agent: None
+        #: Told why the worker must stop at once (streams.app sets it to the worker's stop).
+        self.on_fatal = lambda reason: None
 
     # -- configuration -----------------------------------------------------------------------
     def producer_config(self, agent: str, partition: int) -> dict:
@@ -236,8 +257,9 @@ class Transactions:
     async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]:
         """Commits each partition's effects in its own transaction, concurrently; returns those committed.
 
-        A partition whose producer was fenced is dropped (its records are another worker's now); any
-        other failure aborts that transaction and raises TransactionFailed after the others finished.
+        A partition whose producer was fenced is dropped (its records are another worker's now). After
+        any other failure (aborted, or no answer in time) the partition's task restarts in the
+        background (`_restart`) and its records are read again; this batch's effects there are dropped.
         """
         loop = asyncio.get_running_loop()
         started = time.monotonic()
@@ -250,8 +272,8 @@ class Transactions:
             task.committing += 1
             tasks.append((task, effect))
             jobs.append(loop.run_in_executor(self._pool, self._transact, task, effect, self._offsets(task, effect)))
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        committed, failure = [], None
+        results = await asyncio.gather(*(_watched(job) for job in jobs), return_exceptions=True)
+        committed = []
         for (task, effect), result in zip(tasks, results):
             task.committing -= 1
             if result is None:
@@ -265,11 +287,51 @@ class Transactions:
                 self.tasks.pop((agent, effect.partition), None)
                 loop.run_in_executor(self._pool, _close, task.producer)
             else:
-                failure = failure or result
-        if failure is not None:
-            raise TransactionFailed(f"{agent}: {failure}") from failure
+                log.warning("%s[%d]: the transaction failed (%s); nothing of this batch is visible, and the "
+                            "partition is read again from its committed offsets", agent, effect.partition, result)
+                task.active = False
+                task.abandoned = True
+                self.on_failed(agent)
+                asyncio.ensure_future(self._restart(task, effect))
         self.on_commit(agent, committed, time.monotonic() - started)
         return committed
+
+    async def _restart(self, failed: Task, effect: PartitionEffects) -> None:
+        """After a failed transaction: a new producer for the task (init_transactions fences the old one
+        and aborts what it left open), the committed offsets read again, and the consumer sought back
+        to them for the topics the failed batch read, so its records are processed again, in order."""
+        loop = asyncio.get_running_loop()
+        key = (failed.agent, failed.partition)
+        delay = 0.5
+        while self.tasks.get(key) is failed:  # until revoked
+            try:
+                producer = await loop.run_in_executor(self._pool, self._init, *key)
+                committed = await loop.run_in_executor(self._pool, self._committed, [key])
+                break
+            except Exception as exc:  # the cluster still unwell: try again, backing off
+                log.warning("%s[%d]: restarting its transactions failed (%s); trying again in %.1f s",
+                            *key, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        else:
+            return
+        if self.tasks.get(key) is not failed:  # revoked meanwhile: the next owner reads it
+            loop.run_in_executor(self._pool, _close, producer)
+            return
+        positions = {topic: committed.get((topic, failed.partition)) for topic in self.sources[failed.agent]}
+        if any((positions[topic] or 0) >= offset for topic, offset in effect.offsets.items()
+               if topic not in self.shared):
+            # The failed batch did commit after all (an answer lost): its local writes are missing.
+            # Only a restart rebuilds them from the changelog.
+            self.on_fatal(f"{failed.agent}[{failed.partition}]: a transaction given up for failed committed after all")
+            return
+        task = Task(failed.agent, failed.partition, producer, positions)
+        task.rewinding = {topic: offset - 1 for topic, offset in effect.offsets.items()}
+        self.tasks[key] = task
+        for topic in effect.offsets:
+            await self.seek(TP(topic, failed.partition), positions[topic] or 0)
+        log.warning("%s[%d]: transactions restarted; reading again from %s", *key,
+                    {t: positions[t] for t in effect.offsets})
 
     def _offsets(self, task: Task, effect: PartitionEffects) -> list[TopicPartition]:
         out = []
@@ -313,6 +375,8 @@ class Transactions:
             if remaining or errors:
                 raise TransactionFailed(f"{remaining} records unacknowledged; refused: {errors[:5]}")
             self.hold.wait(task)
+            if task.abandoned:  # given up for hung meanwhile: its task restarts and reads this again
+                raise TransactionFailed("given up for hung before its commit")
             _commit(producer)
             effect.changelog_offsets = {topic: last[topic] for topic, _ in effect.changelogs if topic in last}
         except KafkaException as exc:
@@ -329,6 +393,15 @@ class Transactions:
             # fenced; aborting tells a fenced producer (it refuses, fenced) from any other failure.
             _abort(producer)
             raise TransactionFailed(repr(exc)) from exc
+
+
+async def _watched(job: asyncio.Future):
+    """The transaction's result, or a failure once it took longer than librdkafka was told it may."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(job), HUNG_AFTER_S)
+    except asyncio.TimeoutError:
+        job.add_done_callback(lambda done: done.exception())  # whatever it ends with, nobody waits for it now
+        return TransactionFailed(f"no answer after {HUNG_AFTER_S:.0f} s")
 
 
 def _produce(producer: Producer, topic: str, **record) -> None:

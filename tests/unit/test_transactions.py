@@ -167,3 +167,58 @@ def test_an_unexpected_error_from_a_producer_still_ours_aborts_and_fails():
     with pytest.raises(TransactionFailed):
         txns._transact(task, effects(), [])
     assert producer.calls[-1] == "abort"
+
+
+def test_a_task_rewound_after_a_failed_batch_takes_nothing_buffered_until_the_first_record_comes_again():
+    task = Task("agent", 0, producer=None, positions={"t": 10})
+    task.rewinding = {"t": 14}  # the failed batch was offsets 10-14; 15-20 were buffered behind it
+    assert not task.accepts("t", 15) and not task.accepts("t", 20)  # buffered before the seek: they come again
+    assert task.accepts("t", 10)  # sought back: the failed batch's first record again
+    assert task.accepts("t", 11) and task.accepts("t", 15)  # then everything, in order
+
+
+def test_a_failed_transaction_restarts_its_task_from_the_committed_offsets_and_seeks_back():
+    import asyncio
+    producer = FakeProducer(fail_commit=KafkaError(KafkaError._TIMED_OUT, "coordinator gone"))
+    txns, task = transactions_with(producer)
+    sought = []
+
+    async def seek(tp, offset):
+        sought.append((tp.topic, tp.partition, offset))
+    txns.seek = seek
+    txns._init = lambda agent, partition: FakeProducer()
+    txns._committed = lambda wanted: {("bank.accounts.commands", 2): 10}
+
+    async def run():
+        committed = await txns.commit("process_account_commands", [effects()])
+        assert committed == []  # nothing of the batch is applied locally
+        assert not task.active and task.abandoned
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if txns.tasks[("process_account_commands", 2)] is not task:
+                break
+    asyncio.run(run())
+    assert "abort" in producer.calls
+    restarted = txns.tasks[("process_account_commands", 2)]
+    assert restarted is not task and restarted.active
+    assert restarted.positions == {"bank.accounts.commands": 10}
+    assert restarted.rewinding == {"bank.accounts.commands": 12}  # the batch read up to offset 12
+    assert sought == [("bank.accounts.commands", 2, 10)]
+
+
+def test_a_transaction_that_committed_after_all_stops_the_worker_rather_than_run_on_stale_state():
+    import asyncio
+    txns, task = transactions_with(FakeProducer(fail_commit=KafkaError(KafkaError._TIMED_OUT, "lost answer")))
+    stops = []
+    txns.on_fatal = stops.append
+    txns._init = lambda agent, partition: FakeProducer()
+    txns._committed = lambda wanted: {("bank.accounts.commands", 2): 13}  # the batch's offsets: it did commit
+
+    async def run():
+        await txns.commit("process_account_commands", [effects()])
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if stops:
+                break
+    asyncio.run(run())
+    assert stops and "committed after all" in stops[0]
