@@ -44,8 +44,12 @@ log = logging.getLogger(__name__)
 
 #: librdkafka's timeout for each transactional call (send offsets, flush, commit).
 COMMIT_TIMEOUT_S = 30.0
-#: How long a transaction may take in all before it is given up for hung (three calls, and a margin).
-HUNG_AFTER_S = 3 * COMMIT_TIMEOUT_S + 10
+#: How long a transaction may take in all before it is given up for hung. A call can hang past its
+#: own timeout (librdkafka #5456, #5511: send_offsets_to_transaction with a stale group coordinator,
+#: seen here after a broker restart, for good), so this is shorter than the calls' timeouts: a
+#: transaction given up that was only slow cannot commit any more (`Task.abandoned`), and its
+#: records are read again.
+HUNG_AFTER_S = 20.0
 #: How long a revocation waits for batches in flight to finish committing.
 REVOKE_WAIT_S = 10.0
 
@@ -95,8 +99,12 @@ class Task:
         #: sought back to the committed offset, delivers a record at or before it again, later records
         #: are ones buffered before the rewind (they come again, in order, after it).
         self.rewinding: dict[str, int] = {}
+        #: source topic → the highest offset delivered to this task, taken or not.
+        self.seen: dict[str, int] = {}
 
     def accepts(self, topic: str, offset: int) -> bool:
+        if offset > self.seen.get(topic, -1):
+            self.seen[topic] = offset
         if not self.active:
             return False
         position = self.positions.get(topic)
@@ -326,12 +334,23 @@ class Transactions:
             self.on_fatal(f"{failed.agent}[{failed.partition}]: a transaction given up for failed committed after all")
             return
         task = Task(failed.agent, failed.partition, producer, positions)
-        task.rewinding = {topic: offset - 1 for topic, offset in effect.offsets.items()}
+        # Every record delivered since the committed offsets (the failed batch, and any refused while
+        # the task was stopped) comes again.
+        task.rewinding = {topic: offset for topic, offset in failed.seen.items()
+                          if topic in positions and offset >= (positions[topic] or 0)}
         self.tasks[key] = task
-        for topic in effect.offsets:
-            await self.seek(TP(topic, failed.partition), positions[topic] or 0)
         log.warning("%s[%d]: transactions restarted; reading again from %s", *key,
-                    {t: positions[t] for t in effect.offsets})
+                    {t: positions[t] for t in task.rewinding})
+        # Seek back, and again while the records before the failure have not come back: Faust drops a
+        # record below the offset it last handed on, and records fetched before a seek can still be
+        # handed on after it, moving that offset past the seek.
+        for attempt in range(120):
+            for topic in list(task.rewinding):
+                await self.seek(TP(topic, failed.partition), positions[topic] or 0)
+            await asyncio.sleep(1.0)
+            if not task.rewinding or self.tasks.get(key) is not task:
+                return
+        log.error("%s[%d]: the records before a failed transaction did not come back", *key)
 
     def _offsets(self, task: Task, effect: PartitionEffects) -> list[TopicPartition]:
         out = []

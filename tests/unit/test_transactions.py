@@ -169,6 +169,13 @@ def test_an_unexpected_error_from_a_producer_still_ours_aborts_and_fails():
     assert producer.calls[-1] == "abort"
 
 
+def test_a_stopped_task_remembers_the_records_it_refused_so_that_they_come_again():
+    task = Task("agent", 0, producer=None, positions={"t": 10})
+    task.active = False
+    assert not task.accepts("t", 17)
+    assert task.seen == {"t": 17}
+
+
 def test_a_task_rewound_after_a_failed_batch_takes_nothing_buffered_until_the_first_record_comes_again():
     task = Task("agent", 0, producer=None, positions={"t": 10})
     task.rewinding = {"t": 14}  # the failed batch was offsets 10-14; 15-20 were buffered behind it
@@ -181,6 +188,7 @@ def test_a_failed_transaction_restarts_its_task_from_the_committed_offsets_and_s
     import asyncio
     producer = FakeProducer(fail_commit=KafkaError(KafkaError._TIMED_OUT, "coordinator gone"))
     txns, task = transactions_with(producer)
+    task.seen = {"bank.accounts.commands": 12}  # the batch's records were delivered up to offset 12
     sought = []
 
     async def seek(tp, offset):
@@ -209,6 +217,7 @@ def test_a_failed_transaction_restarts_its_task_from_the_committed_offsets_and_s
 def test_a_transaction_that_committed_after_all_stops_the_worker_rather_than_run_on_stale_state():
     import asyncio
     txns, task = transactions_with(FakeProducer(fail_commit=KafkaError(KafkaError._TIMED_OUT, "lost answer")))
+    task.seen = {"bank.accounts.commands": 12}
     stops = []
     txns.on_fatal = stops.append
     txns._init = lambda agent, partition: FakeProducer()
