@@ -288,12 +288,15 @@ class Transactions:
                 task.committed.update(effect.offsets)
                 committed.append(effect)
             elif isinstance(result, Fenced):
+                # Another worker took the partition over. Usually the revocation follows and the task
+                # goes; if the partition comes back to this worker first (a zombie rejoining), the task
+                # restarts like after a failure, fencing in turn.
                 log.warning("%s[%d] fenced: another worker owns it now; nothing of this batch is visible (%s)",
                             agent, effect.partition, result)
                 task.active = False
+                task.abandoned = True
                 self.on_fenced(agent)
-                self.tasks.pop((agent, effect.partition), None)
-                loop.run_in_executor(self._pool, _close, task.producer)
+                asyncio.ensure_future(self._restart(task, effect, backoff=2.0))
             else:
                 log.warning("%s[%d]: the transaction failed (%s); nothing of this batch is visible, and the "
                             "partition is read again from its committed offsets", agent, effect.partition, result)
@@ -304,12 +307,13 @@ class Transactions:
         self.on_commit(agent, committed, time.monotonic() - started)
         return committed
 
-    async def _restart(self, failed: Task, effect: PartitionEffects) -> None:
+    async def _restart(self, failed: Task, effect: PartitionEffects, backoff: float = 0.0) -> None:
         """After a failed transaction: a new producer for the task (init_transactions fences the old one
         and aborts what it left open), the committed offsets read again, and the consumer sought back
         to them for the topics the failed batch read, so its records are processed again, in order."""
         loop = asyncio.get_running_loop()
         key = (failed.agent, failed.partition)
+        await asyncio.sleep(backoff)  # fenced: give the rebalance that usually follows time to revoke it
         delay = 0.5
         while self.tasks.get(key) is failed:  # until revoked
             try:
