@@ -113,9 +113,13 @@ class Metrics:
     def transaction_committed(self, agent: str, effects, seconds: float) -> None:
         self._child(self.transactions, agent, "committed").inc(len(effects))
         self._child(self.transaction_seconds, agent).observe(seconds)
+        deadletter = topics.DEADLETTER.name
         for effect in effects:
             for record in effect.records:
                 self.emitted_child(record.topic).inc()
+                if record.topic == deadletter:
+                    source = dict(record.headers or ()).get("deadletter.topic", b"")
+                    self.dead_lettered(source.decode("utf-8", "replace"))
 
     def transaction_fenced(self, agent: str) -> None:
         self._child(self.transactions, agent, "fenced").inc()

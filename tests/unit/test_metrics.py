@@ -190,3 +190,12 @@ def test_a_committed_batch_counts_its_transactions_and_the_records_it_wrote_and_
     assert value(metrics, "bank_transactions_total", agent="process_account_commands", result="fenced") == 1
     assert value(metrics, "bank_records_emitted_total", topic="bank.accounts.events") == 2
     assert value(metrics, "bank_transaction_seconds_count", agent="process_account_commands") == 1
+
+
+def test_a_committed_dead_letter_is_counted_by_the_topic_it_came_from():
+    from streams.processing import Origin, dead_letter
+    from streams.transactions import PartitionEffects
+    metrics = Metrics(process=False)
+    letter = dead_letter(b"A", b"garbage", Origin("bank.accounts.commands", 0, 7), "undecodable")
+    metrics.transaction_committed("process_account_commands", [PartitionEffects(0, [], [letter], {})], 0.01)
+    assert value(metrics, "bank_dead_letters_total", source_topic="bank.accounts.commands") == 1
