@@ -204,7 +204,8 @@ def read_keys(settings, timeout: float = 30.0) -> dict[str, bytes]:
         while ends:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out after {timeout:g}s reading {topics.CUSTOMER_KEYS.name}")
-            for message in consumer.consume(num_messages=1000, timeout=0.5):
+            messages = consumer.consume(num_messages=1000, timeout=0.5)
+            for message in messages:
                 if message.error() is not None or message.partition() not in ends:
                     continue
                 customer_id = message.key().decode()
@@ -214,6 +215,11 @@ def read_keys(settings, timeout: float = 30.0) -> dict[str, bytes]:
                     keys[customer_id] = message.value()
                 if message.offset() + 1 >= ends[message.partition()]:
                     del ends[message.partition()]
+            if ends and not messages:
+                # Control records (transaction markers) sit at the end: go by the fetch position.
+                for tp in consumer.position([TopicPartition(topics.CUSTOMER_KEYS.name, p) for p in ends]):
+                    if tp.offset >= 0 and tp.offset >= ends[tp.partition]:
+                        del ends[tp.partition]
     finally:
         consumer.close()
     return keys
