@@ -178,8 +178,9 @@ class PipelineCollector:
     """Computed at scrape: consumer lag per partition, view lag and staleness, readiness."""
 
     def __init__(self, app: faust.App, agent_topics: dict[str, frozenset[str]], metrics: Metrics,
-                 clock=time.time):
+                 clock=time.time, stalled=lambda: 0):
         self.app = app
+        self.stalled = stalled  # how many partitions the liveness check finds stalled
         self.agent_topics = agent_topics
         self.source_topics = frozenset().union(*agent_topics.values())
         self.metrics = metrics
@@ -269,6 +270,10 @@ class PipelineCollector:
                                      "(sources and table changelogs).")
         assigned.add_metric([], len(assignment))
         yield assigned
+        stalled = GaugeMetricFamily("bank_stalled_partitions", "Assigned partitions with work waiting and no "
+                                    "progress for 30 s (the liveness check behind /health).")
+        stalled.add_metric([], self.stalled())
+        yield stalled
 
 
 def channel_topics(agent) -> frozenset[str]:
@@ -290,7 +295,8 @@ def instrument(pipeline, command_processors: Iterable = ()) -> Metrics:
     for writer in getattr(pipeline, "writers", {}).values():  # table changelogs sent in batches
         writer.on_sent = lambda topic, count: metrics.emitted_child(topic).inc(count)
     agent_topics = {name: channel_topics(agent) for name, agent in pipeline.agents.items()}
-    metrics.registry.register(PipelineCollector(pipeline.app, agent_topics, metrics))
+    metrics.registry.register(PipelineCollector(pipeline.app, agent_topics, metrics,
+                                                stalled=lambda: len(getattr(pipeline, "stalled", ()))))
     return metrics
 
 
