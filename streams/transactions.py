@@ -159,6 +159,8 @@ class Transactions:
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="txn")
         #: Seeks the workers' consumer (Faust's `consumer.seek`); set by streams.app.
         self.seek = None
+        self._shared_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._shared_committed: dict[tuple[str, int], int] = {}
         self._group: Consumer | None = None
         self._group_lock = threading.Lock()
         #: Told (agent, the committed effects, seconds) after each batch, and (agent) of each fenced
@@ -287,6 +289,8 @@ class Transactions:
             if result is None:
                 task.committed.update(effect.offsets)
                 committed.append(effect)
+                if self.shared.intersection(effect.offsets):
+                    await self._commit_shared(task, effect)
             elif isinstance(result, Fenced):
                 # Another worker took the partition over. Usually the revocation follows and the task
                 # goes; if the partition comes back to this worker first (a zombie rejoining), the task
@@ -357,17 +361,44 @@ class Transactions:
         log.error("%s[%d]: the records before a failed transaction did not come back", *key)
 
     def _offsets(self, task: Task, effect: PartitionEffects) -> list[TopicPartition]:
-        out = []
-        for topic, offset in effect.offsets.items():
-            if topic in self.shared:  # several agents read it: commit only what all of them have done
-                done = [t.committed.get(topic) if t is not task else offset
-                        for (agent, partition), t in self.tasks.items()
-                        if partition == task.partition and topic in self.sources[agent]]
-                if any(d is None for d in done):
+        # A topic several agents read (bank.view-rebuild) is committed apart: `_commit_shared`.
+        return [TopicPartition(topic, effect.partition, offset) for topic, offset in effect.offsets.items()
+                if topic not in self.shared]
+
+    def _shared_done(self, topic: str, partition: int) -> int | None:
+        """The least offset every agent reading `topic` here has committed (None: one has none yet)."""
+        done = [t.committed.get(topic) for (agent, p), t in self.tasks.items()
+                if p == partition and topic in self.sources[agent]]
+        return None if not done or any(d is None for d in done) else min(done)
+
+    async def _commit_shared(self, task: Task, effect: PartitionEffects) -> None:
+        """Commits a shared topic's offset once every agent reading it has committed that far, in a
+        transaction of its own on `task`'s producer. One at a time per partition, recomputed under the
+        lock, so a commit never goes back past a later one."""
+        loop = asyncio.get_running_loop()
+        for topic in effect.offsets:
+            if topic not in self.shared:
+                continue
+            where = (topic, effect.partition)
+            lock = self._shared_locks.setdefault(where, asyncio.Lock())
+            async with lock:
+                offset = self._shared_done(topic, effect.partition)
+                if offset is None or offset <= self._shared_committed.get(where, -1) or not task.active:
                     continue
-                offset = min(done)
-            out.append(TopicPartition(topic, effect.partition, offset))
-        return out
+                only = PartitionEffects(effect.partition, [], [], {})
+                task.committing += 1
+                try:
+                    result = await _watched(loop.run_in_executor(
+                        self._pool, self._transact, task, only, [TopicPartition(topic, effect.partition, offset)]))
+                except Exception as exc:  # fenced or failed: the task's next batch finds out and restarts it
+                    result = exc
+                finally:
+                    task.committing -= 1
+                if result is None:
+                    self._shared_committed[where] = offset
+                else:
+                    log.warning("committing %s[%d] at %d failed (%s); the next batch tries again", topic,
+                                effect.partition, offset, result)
 
     def _transact(self, task: Task, effect: PartitionEffects, offsets: list[TopicPartition]) -> None:
         producer = task.producer
