@@ -17,12 +17,6 @@ TRANSFERS = 800
 RATE = 100  # per second: the storm lasts ~8 s, the broker goes down 3 s in
 
 
-# Known failing under transactions, 2 of the last 4 runs (issue 12 stays open for it): after the broker
-# comes back, librdkafka's transactional producers hang in send_offsets_to_transaction (librdkafka #5456,
-# #5511); the tasks restart and read again, but a saga reply has been left unprocessed (a transfer stuck
-# in DEBITED). Not strict: a run that passes still shows as XPASS.
-@pytest.mark.xfail(strict=False, reason="a broker outage can leave a saga reply unprocessed under transactions "
-                   "(librdkafka send_offsets_to_transaction hangs; issue 12)")
 @pytest.mark.timeout(300)
 def test_workers_ride_out_a_broker_restart_mid_storm_and_every_invariant_holds(tmp_path):
     with own_kafka(tmp_path, brokers=1, base_port=RESTART_KAFKA_PORT) as settings, \

@@ -31,12 +31,6 @@ def replication_of_every_topic(settings) -> dict[str, tuple[set[int], str]]:
                    configs[name]["min.insync.replicas"].value) for name in names}
 
 
-# Known flaky under transactions (issue 12 stays open for it): it passed once and failed once on the final
-# tree. With a broker killed, librdkafka's transactional producers hang in send_offsets_to_transaction
-# (librdkafka #5456, #5511, seen here); the tasks restart and read again, and the broker-restart test shows
-# a saga reply can be left unprocessed that way. Not strict: a run that passes still shows as XPASS.
-@pytest.mark.xfail(strict=False, reason="flaky under transactions after a broker is killed "
-                   "(librdkafka send_offsets_to_transaction hangs; issue 12)")
 @pytest.mark.timeout(400)
 def test_a_broker_killed_mid_storm_in_a_three_broker_cluster_loses_nothing(tmp_path):
     with own_kafka(tmp_path, brokers=3, base_port=CLUSTER_KAFKA_PORT) as settings, \
