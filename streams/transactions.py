@@ -160,6 +160,7 @@ class Transactions:
         #: Seeks the workers' consumer (Faust's `consumer.seek`); set by streams.app.
         self.seek = None
         self._shared_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._last_seen: dict[tuple[str, int], dict[str, int]] = {}
         self._shared_committed: dict[tuple[str, int], int] = {}
         self._group: Consumer | None = None
         self._group_lock = threading.Lock()
@@ -207,6 +208,9 @@ class Transactions:
         while any(task.committing for task in gone) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for task in gone:
+            # What it was handed beyond its committed offsets (a batch in flight or failed) comes again
+            # after the next assignment; until then records buffered behind it must wait (see on_assigned).
+            self._last_seen[(task.agent, task.partition)] = dict(task.seen)
             if self.tasks.get((task.agent, task.partition)) is task and not task.committing:
                 del self.tasks[(task.agent, task.partition)]
                 await asyncio.get_running_loop().run_in_executor(self._pool, _close, task.producer)
@@ -230,7 +234,12 @@ class Transactions:
         committed = await loop.run_in_executor(self._pool, self._committed, wanted)
         for (agent, partition), producer in zip(wanted, producers):
             positions = {topic: committed.get((topic, partition)) for topic in self.sources[agent]}
-            self.tasks[(agent, partition)] = Task(agent, partition, producer, positions)
+            task = self.tasks[(agent, partition)] = Task(agent, partition, producer, positions)
+            # Records handed to the last task here past the committed offsets (its batch did not commit)
+            # come again from the seek to committed; records buffered behind them must not go first.
+            seen = self._last_seen.pop((agent, partition), {})
+            task.rewinding = {topic: offset for topic, offset in seen.items()
+                              if topic in positions and offset >= (positions[topic] or 0)}
         if wanted:
             log.info("%d transactional tasks ready in %.2f s", len(wanted), time.monotonic() - started)
 

@@ -237,3 +237,21 @@ def test_a_transaction_that_committed_after_all_stops_the_worker_rather_than_run
                 break
     asyncio.run(run())
     assert stops and "committed after all" in stops[0]
+
+
+def test_a_partition_revoked_with_a_batch_uncommitted_and_assigned_again_reads_that_batch_first():
+    import asyncio
+    from faust.types import TP as FaustTP
+    txns, task = transactions_with(FakeProducer())
+    task.accepts("bank.accounts.commands", 10)
+    task.accepts("bank.accounts.commands", 12)  # handed on, never committed (its transaction hung)
+    txns._init = lambda agent, partition: FakeProducer()
+    txns._committed = lambda wanted: {("bank.accounts.commands", 2): 10}
+
+    async def run():
+        await txns.on_revoked({FaustTP("bank.accounts.commands", 2)})
+        await txns.on_assigned({FaustTP("bank.accounts.commands", 2)})
+    asyncio.run(run())
+    again = txns.tasks[("process_account_commands", 2)]
+    assert not again.accepts("bank.accounts.commands", 13)  # buffered behind the uncommitted batch
+    assert again.accepts("bank.accounts.commands", 10)  # the seek to committed brings it again first
