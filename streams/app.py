@@ -164,7 +164,7 @@ def fence_before_recovery(app: faust.App, transactions: Transactions) -> None:
     tables.on_rebalance = fence_then_recover
 
 
-def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float = 1.0) -> None:
+def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float = 10.0) -> None:
     """Lets table recovery end when a changelog partition is read to its end.
 
     Read committed, a changelog ends with a transaction marker that no consumer is ever given, so
@@ -187,7 +187,10 @@ def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float
             if at is None or at <= highwaters.get(tp, at):
                 continue
             applied = offsets.get(tp)
-            quiet = now - max(received_at.get(tp, 0.0), started["at"]) >= idle
+            # Fetched is not applied: records may still wait in Faust's queue. Going by quiet alone
+            # needs a long wait and an empty queue (a short one ended recovery with records unapplied).
+            quiet = (now - max(received_at.get(tp, 0.0), started["at"]) >= idle
+                     and app.tables.changelog_queue.empty())
             if (applied is not None and applied >= highwaters[tp] - 1) or quiet:
                 remaining[tp] = 0
         return remaining
