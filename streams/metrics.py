@@ -29,6 +29,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.process_collector import ProcessCollector
 
 from . import topics
+from .liveness import fetch_position
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,9 @@ class PipelineCollector:
     """Computed at scrape: consumer lag per partition, view lag and staleness, readiness."""
 
     def __init__(self, app: faust.App, agent_topics: dict[str, frozenset[str]], metrics: Metrics,
-                 clock=time.time, stalled=lambda: 0):
+                 clock=time.time, stalled=lambda: 0, fetched=fetch_position):
         self.app = app
+        self.fetched = fetched  # (app, tp) -> the consumer's next offset to fetch, past transaction markers
         self.stalled = stalled  # how many partitions the liveness check finds stalled
         self.agent_topics = agent_topics
         self.source_topics = frozenset().union(*agent_topics.values())
@@ -205,6 +207,7 @@ class PipelineCollector:
             return {}
         read = consumer._read_offset
         committed = consumer._committed_offset
+        unhandled = {message.tp for message in list(getattr(consumer, "_unacked_messages", ()))}
         out = {}
         for tp in assignment:
             if tp.topic not in self.source_topics:
@@ -221,6 +224,10 @@ class PipelineCollector:
                 position = 0 if highwater == 0 else None
             if position is None:
                 continue
+            if tp not in unhandled and (self.fetched(self.app, tp) or -1) >= highwater:
+                # Everything up to the highwater was handed on and handled: what is left between the last
+                # record read and the highwater are transaction markers, not work.
+                position = highwater
             out[(tp.topic, tp.partition)] = (highwater, position)
         return out
 

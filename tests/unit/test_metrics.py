@@ -131,6 +131,26 @@ def test_lag_is_highwater_minus_the_position_after_the_last_record_read_computed
     assert value(metrics, "bank_view_staleness_seconds", view="account_to_view") == 0
 
 
+def test_lag_is_zero_when_only_transaction_markers_are_left_between_the_last_record_read_and_the_highwater():
+    events0 = TP("bank.accounts.events", 0)
+    consumer = FakeConsumer(highwaters={events0: 10}, read={events0: 8}, committed={events0: 9})
+    consumer._unacked_messages = set()
+    fetched = {events0: 10}  # the consumer fetched past offset 9, a commit marker
+    metrics = Metrics(process=False)
+    metrics.registry.register(PipelineCollector(
+        fake_app(consumer), {"project_accounts": frozenset({"bank.accounts.events"})}, metrics,
+        fetched=lambda app, tp: fetched.get(tp)))
+    assert value(metrics, "bank_consumer_lag", topic="bank.accounts.events", partition="0") == 0
+    assert value(metrics, "bank_view_lag_records", view="account_to_view") == 0
+
+    consumer._unacked_messages = [SimpleNamespace(tp=events0)]  # offset 8 handed on, not yet handled
+    assert value(metrics, "bank_view_lag_records", view="account_to_view") == 1
+
+    consumer._unacked_messages = set()
+    fetched[events0] = 9  # not fetched up to the highwater: offset 9 may be a record
+    assert value(metrics, "bank_view_lag_records", view="account_to_view") == 1
+
+
 def test_the_collector_answers_before_the_consumer_exists_and_when_it_fails():
     metrics = Metrics(process=False)
     metrics.registry.register(PipelineCollector(fake_app(None, ready=False), {}, metrics))
