@@ -150,6 +150,15 @@ class BankApp(faust.App):
         await super().on_stop()
 
 
+def rejoin_group(app: faust.App) -> None:
+    """Makes the workers' aiokafka consumer rejoin its group: the rebalance revokes every partition and
+    recovers the tables of those assigned again from their changelogs (on the consumer's own thread:
+    aiokafka's coordinator is not thread-safe)."""
+    thread = app.consumer._thread
+    coordinator = thread._ensure_consumer()._coordinator
+    thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)
+
+
 def fence_before_recovery(app: faust.App, transactions: Transactions) -> None:
     """Runs the transactions' `on_assigned` between Faust's pausing of a new assignment and its table
     recovery (which ends in the seek to committed offsets): init_transactions fences the previous
@@ -480,8 +489,7 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
             settings, {agent: tuple(spec.name for spec in specs) for agent, specs in AGENT_SOURCES.items()},
             shared=(topics.VIEW_REBUILD.name,), hold_path=os.environ.get("BANK_TEST_HOLD_BEFORE_COMMIT"))
         sink.seek = lambda tp, offset: app.consumer.seek(tp, offset)
-        sink.on_fatal = lambda reason: pipeline.on_batch_failure and pipeline.on_batch_failure(
-            "transactions", RuntimeError(reason))
+        sink.rejoin = lambda: rejoin_group(app)
         fence_before_recovery(app, sink)
         end_recovery_past_markers(app)
 

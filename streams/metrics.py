@@ -78,6 +78,11 @@ class Metrics:
             "moved to another worker and nothing of the batch became visible; failed: aborted or hung, the "
             "partition is read again from its committed offsets).", ["agent", "result"],
             registry=registry)
+        self.stale_rejoins = Counter(
+            "bank_stale_rejoins", "Tasks that, restarting after a fenced or failed transaction, found their "
+            "committed offsets moved by another worker (their tables behind them) and rejoined the group "
+            "so the rebalance recovers the tables, instead of processing on stale state.", ["agent"],
+            registry=registry)
         self.transaction_seconds = Histogram(
             "bank_transaction_seconds", "Time from a batch's first transaction begun to its last committed (its "
             "input partitions commit concurrently).", ["agent"], buckets=PROCESSING_BUCKETS, registry=registry)
@@ -127,6 +132,9 @@ class Metrics:
 
     def transaction_failed(self, agent: str) -> None:
         self._child(self.transactions, agent, "failed").inc()
+
+    def stale_rejoin(self, agent: str) -> None:
+        self._child(self.stale_rejoins, agent).inc()
 
     def emitted_child(self, topic: str):
         return self._child(self.emitted, topic)
@@ -299,6 +307,7 @@ def instrument(pipeline, command_processors: Iterable = ()) -> Metrics:
         transactions.on_commit = metrics.transaction_committed
         transactions.on_fenced = metrics.transaction_fenced
         transactions.on_failed = metrics.transaction_failed
+        transactions.on_stale = metrics.stale_rejoin
     for writer in getattr(pipeline, "writers", {}).values():  # table changelogs sent in batches
         writer.on_sent = lambda topic, count: metrics.emitted_child(topic).inc(count)
     agent_topics = {name: channel_topics(agent) for name, agent in pipeline.agents.items()}

@@ -52,6 +52,8 @@ COMMIT_TIMEOUT_S = 30.0
 HUNG_AFTER_S = 20.0
 #: How long a revocation waits for batches in flight to finish committing.
 REVOKE_WAIT_S = 10.0
+#: A fenced task waits this long before restarting: the revocation that usually follows comes first.
+FENCED_BACKOFF_S = 2.0
 
 
 @dataclass
@@ -159,18 +161,20 @@ class Transactions:
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="txn")
         #: Seeks the workers' consumer (Faust's `consumer.seek`); set by streams.app.
         self.seek = None
+        #: Makes the workers' consumer rejoin its group, so the rebalance that follows recovers the
+        #: tables from their changelogs (set by streams.app).
+        self.rejoin = lambda: None
         self._shared_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._last_seen: dict[tuple[str, int], dict[str, int]] = {}
         self._shared_committed: dict[tuple[str, int], int] = {}
         self._group: Consumer | None = None
         self._group_lock = threading.Lock()
-        #: Told (agent, the committed effects, seconds) after each batch, and (agent) of each fenced
-        #: transaction; streams.metrics sets them.
+        #: Told (agent, the committed effects, seconds) after each batch, and (agent) of each fenced or
+        #: failed transaction and each stale task that rejoined; streams.metrics sets them.
         self.on_commit = lambda agent, effects, seconds: None
         self.on_fenced = lambda agent: None
         self.on_failed = lambda agent: None
-        #: Told why the worker must stop at once (streams.app sets it to the worker's stop).
-        self.on_fatal = lambda reason: None
+        self.on_stale = lambda agent: None
 
     # -- configuration -----------------------------------------------------------------------
     def producer_config(self, agent: str, partition: int) -> dict:
@@ -309,7 +313,7 @@ class Transactions:
                 task.active = False
                 task.abandoned = True
                 self.on_fenced(agent)
-                asyncio.ensure_future(self._restart(task, effect, backoff=2.0))
+                asyncio.ensure_future(self._restart(task, effect, backoff=FENCED_BACKOFF_S))
             else:
                 log.warning("%s[%d]: the transaction failed (%s); nothing of this batch is visible, and the "
                             "partition is read again from its committed offsets", agent, effect.partition, result)
@@ -323,15 +327,27 @@ class Transactions:
     async def _restart(self, failed: Task, effect: PartitionEffects, backoff: float = 0.0) -> None:
         """After a failed transaction: a new producer for the task (init_transactions fences the old one
         and aborts what it left open), the committed offsets read again, and the consumer sought back
-        to them for the topics the failed batch read, so its records are processed again, in order."""
+        to them for the topics the failed batch read, so its records are processed again, in order.
+
+        Only while the committed offsets are still the task's own: if they moved, another worker
+        owned the partition meanwhile (this one is a zombie that has not heard yet, or its failed batch
+        committed after all) and the local tables are behind them. Then the worker rejoins the group
+        instead: a new producer would fence the partition's real owner, and a batch decided on the
+        stale tables would fork versions or skip view updates. The rebalance revokes the partition and,
+        if it comes back, recovers its tables from the changelogs first."""
         loop = asyncio.get_running_loop()
         key = (failed.agent, failed.partition)
         await asyncio.sleep(backoff)  # fenced: give the rebalance that usually follows time to revoke it
         delay = 0.5
         while self.tasks.get(key) is failed:  # until revoked
             try:
+                committed = await loop.run_in_executor(self._pool, self._committed, [key])
+                if self._moved(failed, committed):
+                    break
                 producer = await loop.run_in_executor(self._pool, self._init, *key)
                 committed = await loop.run_in_executor(self._pool, self._committed, [key])
+                if self._moved(failed, committed):
+                    loop.run_in_executor(self._pool, _close, producer)
                 break
             except Exception as exc:  # the cluster still unwell: try again, backing off
                 log.warning("%s[%d]: restarting its transactions failed (%s); trying again in %.1f s",
@@ -341,15 +357,17 @@ class Transactions:
         else:
             return
         if self.tasks.get(key) is not failed:  # revoked meanwhile: the next owner reads it
-            loop.run_in_executor(self._pool, _close, producer)
+            if not self._moved(failed, committed):
+                loop.run_in_executor(self._pool, _close, producer)
+            return
+        if self._moved(failed, committed):
+            log.warning("%s[%d]: its committed offsets moved without it (%s, not %s): another worker owned it "
+                        "meanwhile; rejoining the group so its tables recover before it processes again",
+                        *key, self._own(failed, committed), self._own(failed, failed.committed))
+            self.on_stale(failed.agent)
+            self.rejoin()
             return
         positions = {topic: committed.get((topic, failed.partition)) for topic in self.sources[failed.agent]}
-        if any((positions[topic] or 0) >= offset for topic, offset in effect.offsets.items()
-               if topic not in self.shared):
-            # The failed batch did commit after all (an answer lost): its local writes are missing.
-            # Only a restart rebuilds them from the changelog.
-            self.on_fatal(f"{failed.agent}[{failed.partition}]: a transaction given up for failed committed after all")
-            return
         task = Task(failed.agent, failed.partition, producer, positions)
         # Every record delivered since the committed offsets (the failed batch, and any refused while
         # the task was stopped) comes again.
@@ -368,6 +386,15 @@ class Transactions:
             if not task.rewinding or self.tasks.get(key) is not task:
                 return
         log.error("%s[%d]: the records before a failed transaction did not come back", *key)
+
+    def _own(self, task: Task, offsets: dict) -> dict[str, int | None]:
+        """`offsets` (by topic, or by (topic, partition)) for the task's own input topics."""
+        return {topic: offsets.get(topic, offsets.get((topic, task.partition)))
+                for topic in self.sources[task.agent] if topic not in self.shared}
+
+    def _moved(self, task: Task, committed: dict[tuple[str, int], int | None]) -> bool:
+        """Whether the group's committed offsets differ from those of the task's last transaction."""
+        return self._own(task, committed) != self._own(task, task.committed)
 
     def _offsets(self, task: Task, effect: PartitionEffects) -> list[TopicPartition]:
         # A topic several agents read (bank.view-rebuild) is committed apart: `_commit_shared`.

@@ -220,23 +220,67 @@ def test_a_failed_transaction_restarts_its_task_from_the_committed_offsets_and_s
     assert sought == [("bank.accounts.commands", 2, 10)]
 
 
-def test_a_transaction_that_committed_after_all_stops_the_worker_rather_than_run_on_stale_state():
+def test_a_transaction_that_committed_after_all_rejoins_the_group_rather_than_run_on_stale_state(monkeypatch):
+    # The answer to the commit was lost, but it committed: the local tables lack the batch's writes.
+    txns, task = transactions_with(FakeProducer())
+    did = restart_after(txns, task, KafkaError(KafkaError._TIMED_OUT, "lost answer"), 13, monkeypatch)
+    assert did["rejoins"] == 1 and did["inits"] == 0 and did["seeks"] == []
+    assert not txns.tasks[("process_account_commands", 2)].active
+
+
+def restart_after(txns, task, fail_commit, committed_after: int, monkeypatch) -> dict:
+    """Commits a batch that fails with `fail_commit` while the group's committed offset moves to
+    `committed_after`; returns what the restart did."""
     import asyncio
-    txns, task = transactions_with(FakeProducer(fail_commit=KafkaError(KafkaError._TIMED_OUT, "lost answer")))
+    import streams.transactions as transactions
+    monkeypatch.setattr(transactions, "FENCED_BACKOFF_S", 0.0)
+    task.producer.fail_commit = fail_commit
     task.seen = {"bank.accounts.commands": 12}
-    stops = []
-    txns.on_fatal = stops.append
-    txns._init = lambda agent, partition: FakeProducer()
-    txns._committed = lambda wanted: {("bank.accounts.commands", 2): 13}  # the batch's offsets: it did commit
+    did = {"inits": 0, "rejoins": 0, "seeks": []}
+
+    def init(agent, partition):
+        did["inits"] += 1
+        return FakeProducer()
+
+    async def seek(tp, offset):
+        did["seeks"].append(offset)
+    txns._init, txns.seek = init, seek
+    txns.rejoin = lambda: did.__setitem__("rejoins", did["rejoins"] + 1)
+    txns._committed = lambda wanted: {("bank.accounts.commands", 2): committed_after}
 
     async def run():
         await txns.commit("process_account_commands", [effects()])
-        for _ in range(100):
+        for _ in range(50):
             await asyncio.sleep(0.01)
-            if stops:
-                break
     asyncio.run(run())
-    assert stops and "committed after all" in stops[0]
+    return did
+
+
+def test_a_zombie_fenced_after_another_worker_committed_does_not_fence_it_back_but_rejoins_the_group(monkeypatch):
+    txns, task = transactions_with(FakeProducer())
+    did = restart_after(txns, task, KafkaError(KafkaError._FENCED, "fenced", fatal=True), 11, monkeypatch)
+    assert did["inits"] == 0  # a new producer would fence the partition's real owner
+    assert did["rejoins"] == 1  # the rebalance that follows recovers the tables from their changelogs
+    assert did["seeks"] == []
+    assert txns.tasks[("process_account_commands", 2)] is task and not task.active  # refuses records till then
+    assert not task.accepts("bank.accounts.commands", 11)
+
+
+def test_a_fenced_task_whose_committed_offsets_did_not_move_restarts_in_place(monkeypatch):
+    # Fenced by a zombie that then found the offsets moved and gave up: the owner's state is current.
+    txns, task = transactions_with(FakeProducer())
+    did = restart_after(txns, task, KafkaError(KafkaError._FENCED, "fenced", fatal=True), 10, monkeypatch)
+    assert did["inits"] == 1 and did["rejoins"] == 0
+    restarted = txns.tasks[("process_account_commands", 2)]
+    assert restarted is not task and restarted.active and restarted.positions == {"bank.accounts.commands": 10}
+
+
+def test_a_failed_task_whose_offsets_another_worker_moved_meanwhile_rejoins_instead_of_running_on_stale_state(
+        monkeypatch):
+    txns, task = transactions_with(FakeProducer())
+    did = restart_after(txns, task, KafkaError(KafkaError._TIMED_OUT, "coordinator gone"), 11, monkeypatch)
+    assert did["rejoins"] == 1 and did["seeks"] == []
+    assert not txns.tasks[("process_account_commands", 2)].active
 
 
 def test_a_partition_revoked_with_a_batch_uncommitted_and_assigned_again_reads_that_batch_first():
