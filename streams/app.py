@@ -130,6 +130,8 @@ class BankApp(faust.App):
     `fence_before_recovery`) and close with it."""
 
     transactions: "Transactions | None" = None
+    #: Rebalances between their fence and Faust's table rebalance (fence_before_recovery).
+    fencing: int = 0
 
     def _new_consumer(self):
         self.transport.Consumer = TransactionalConsumer
@@ -167,9 +169,17 @@ def fence_before_recovery(app: faust.App, transactions: Transactions) -> None:
     on_rebalance = tables.on_rebalance
 
     async def fence_then_recover(assigned, revoked, newly_assigned, generation_id: int = 0):
-        if not app.should_stop:
-            await transactions.on_assigned(assigned)
-        await on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        # While the fence is awaited, the last round's recovery still waits for its end; it must not
+        # be ended then (end_recovery_past_markers): Faust's rebalance below swaps its partition sets
+        # in place, and a round ended meanwhile went on with the new standbys' unbuilt offsets
+        # (ValueError from aiokafka's seek: the worker crashed).
+        app.fencing = getattr(app, "fencing", 0) + 1  # a plain faust.App in component tests
+        try:
+            if not app.should_stop:
+                await transactions.on_assigned(assigned)
+            await on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        finally:
+            app.fencing -= 1
     tables.on_rebalance = fence_then_recover
 
 
@@ -216,8 +226,9 @@ def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float
         while not app.should_stop:
             await asyncio.sleep(interval)
             # Only while Faust's recovery waits for the end of the changelogs: before that, in the same
-            # round, its highwaters and offsets are still being built (or are the last round's).
-            if not (recovery.in_recovery and recovery.signal_recovery_end._waiters):
+            # round, its highwaters and offsets are still being built (or are the last round's); and not
+            # while the next rebalance is fencing (fence_before_recovery).
+            if getattr(app, "fencing", 0) or not (recovery.in_recovery and recovery.signal_recovery_end._waiters):
                 waiting = False
                 continue
             if not waiting:
