@@ -214,6 +214,10 @@ def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float
                 remaining[tp] = 0
         return remaining
 
+    # Neither Faust's own check (after each changelog record, and every 5 s) nor the timer below may end
+    # the last round while the next rebalance is fencing (fence_before_recovery).
+    need_recovery = recovery.need_recovery
+    recovery.need_recovery = lambda: bool(getattr(app, "fencing", 0)) or need_recovery()
     recovery.active_remaining = lambda: read_to_end(
         active_remaining(), recovery.active_highwaters, recovery.active_offsets, recovery._active_events_received_at)
     recovery.standby_remaining = lambda: read_to_end(
