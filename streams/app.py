@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
 import faust
+from faust.tables.recovery import RebalanceAgain
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer as AIOKafkaDriverConsumer
 
 from . import topics
@@ -218,6 +219,20 @@ def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float
     # the last round while the next rebalance is fencing (fence_before_recovery).
     need_recovery = recovery.need_recovery
     recovery.need_recovery = lambda: bool(getattr(app, "fencing", 0)) or need_recovery()
+    # A round goes no further once the next rebalance has signalled: Faust notices that only when
+    # the signal wins the race inside a wait, and a round that went on used the new assignment's
+    # partition sets, swapped in place, with their offsets not built (the worker crashed).
+    wait = recovery._wait
+
+    async def wait_unless_rebalancing(coro, timeout=None) -> None:
+        if recovery.signal_recovery_start.is_set():
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            raise RebalanceAgain()
+        await wait(coro, timeout=timeout)
+        if recovery.signal_recovery_start.is_set():
+            raise RebalanceAgain()
+    recovery._wait = wait_unless_rebalancing
     recovery.active_remaining = lambda: read_to_end(
         active_remaining(), recovery.active_highwaters, recovery.active_offsets, recovery._active_events_received_at)
     recovery.standby_remaining = lambda: read_to_end(
