@@ -8,10 +8,10 @@
 
 The same topics, keys and Avro single-object records as the workers, decided and projected with
 streambank's own domain code (streams.domain, streams.avro); state in Quix's RocksDB stores with their
-changelogs (`changelog__bench-quix--<topic>--default`, in Quix's own framing). Quix's changelogs are not
-Avro, so the account view is also produced, Avro encoded, to `bench.quix.account-views` (LogAppendTime,
-created by the benchmark), which is what the benchmark measures: one record per event more than the
-workers and the Kafka Streams peer write. Deposits and the account commands only (no transfer steps).
+changelogs (`changelog__bench-quix--<topic>--default`: one store per input topic, keys `<record key>|<name>`,
+values our Avro bytes). Those changelogs are not keyed by account id, so the account view is also produced
+to `bench.quix.account-views` (LogAppendTime, created by the benchmark), which is what the benchmark
+measures: one record per event more than the workers and the Kafka Streams peer write. Deposits and the account commands only (no transfer steps).
 
 Runs in its own venv (bench/peers/quix/requirements.txt: quixstreams pins confluent-kafka<2.13) with the
 repository on PYTHONPATH: `python bench/peers/quix/deposit_peer.py BOOTSTRAP STATE_DIR`; SIGTERM stops it.
