@@ -128,36 +128,91 @@ def stop_plain(process: subprocess.Popen) -> None:
 
 
 PEER = REPO / "bench" / "peers" / "kstreams"
+#: The two Kafka Streams peers, one Maven module: the simple one (DepositPeer: one processor, at-least-once,
+#: the plain loop's effects) and the fair one (PipelinePeer: streambank's own topology, exactly_once_v2).
+KSTREAMS_SIMPLE = "streambank.peer.DepositPeer"
+KSTREAMS_FULL = "streambank.peer.PipelinePeer"
+QUIX_PEER = REPO / "bench" / "peers" / "quix"
 
 
 def build_kstreams_peer(log=print) -> bool:
-    """Builds the Kafka Streams peer with Maven once (target/ is the cache); False when it cannot."""
+    """Builds the Kafka Streams peers with Maven once (target/ is the cache); False when it cannot."""
     import shutil
-    if (PEER / "target" / "classes" / "streambank" / "peer" / "DepositPeer.class").exists() and \
-            (PEER / "target" / "dependency").is_dir():
+    classes = PEER / "target" / "classes" / "streambank" / "peer"
+    sources = sorted((PEER / "src").rglob("*.java")) + [PEER / "pom.xml"]
+    built = [classes / f"{main.rsplit('.', 1)[1]}.class" for main in (KSTREAMS_SIMPLE, KSTREAMS_FULL)]
+    if all(c.exists() for c in built) and (PEER / "target" / "dependency").is_dir() and \
+            min(c.stat().st_mtime for c in built) >= max(s.stat().st_mtime for s in sources):
         return True
     mvn = shutil.which("mvn")
     if mvn is None:
-        log("  kstreams peer: mvn not on PATH, skipped")
+        log("  kstreams peers: mvn not on PATH, skipped")
         return False
-    log("  kstreams peer: building with Maven (once)")
+    log("  kstreams peers: building with Maven (once)")
+    started = time.monotonic()
     done = subprocess.run([mvn, "-q", "-B", "-f", str(PEER / "pom.xml"), "package"], capture_output=True, text=True,
                           timeout=900)
     if done.returncode != 0:
-        log(f"  kstreams peer: build failed, skipped:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        log(f"  kstreams peers: build failed, skipped:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         return False
+    log(f"  kstreams peers: built in {time.monotonic() - started:.0f} s")
     return True
 
 
-def start_kstreams(env: BenchEnv) -> subprocess.Popen:
-    """The Kafka Streams peer (bench/peers/kstreams) as its own JVM, with fresh state."""
+def start_kstreams(env: BenchEnv, main: str = KSTREAMS_SIMPLE) -> subprocess.Popen:
+    """A Kafka Streams peer (bench/peers/kstreams, `main` its class) as its own JVM, with fresh state."""
     env.phase += 1
-    state = env.settings.home / f"phase-{env.phase}" / "kstreams"
+    name = main.rsplit(".", 1)[1]
+    state = env.settings.home / f"phase-{env.phase}" / name
     state.mkdir(parents=True, exist_ok=True)
-    log = env.settings.home / "logs" / "kstreams.log"
+    log = env.settings.home / "logs" / f"kstreams-{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     classpath = f"{PEER / 'target' / 'classes'}:{PEER / 'target' / 'dependency'}/*"
     with open(log, "ab") as out:
-        return subprocess.Popen([kafka_local.find_java(), "-Xmx512m", "-cp", classpath, "streambank.peer.DepositPeer",
+        return subprocess.Popen([kafka_local.find_java(), "-Xmx512m", "-cp", classpath, main,
                                  env.settings.bootstrap_servers, str(REPO / "schemas"), str(state)],
                                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+
+
+def quix_python() -> Path:
+    return QUIX_PEER / ".venv" / "bin" / "python"
+
+
+def ensure_quix_venv(log=print) -> bool:
+    """The Quix Streams peer's own venv (bench/peers/quix/.venv), made once from its requirements.txt.
+
+    quixstreams 3.28 pins confluent-kafka<2.13 and streambank pins 2.16.1: they cannot share a venv.
+    Remade when requirements.txt changes; False (peer skipped) when it cannot be made."""
+    import hashlib
+    requirements = QUIX_PEER / "requirements.txt"
+    venv = QUIX_PEER / ".venv"
+    stamp = venv / f".installed-{hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]}"
+    if stamp.exists() and quix_python().exists():
+        return True
+    log(f"  quix peer: making its venv {venv} (once)")
+    started = time.monotonic()
+    import shutil
+    shutil.rmtree(venv, ignore_errors=True)
+    for step in ([sys.executable, "-m", "venv", str(venv)],
+                 [str(quix_python()), "-m", "pip", "install", "--quiet", "-r", str(requirements)]):
+        done = subprocess.run(step, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            log(f"  quix peer: venv failed, skipped:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+            return False
+    stamp.touch()
+    log(f"  quix peer: venv made in {time.monotonic() - started:.0f} s")
+    return True
+
+
+def start_quix(env: BenchEnv) -> subprocess.Popen:
+    """The Quix Streams peer (bench/peers/quix/deposit_peer.py) in its venv, with fresh state."""
+    env.phase += 1
+    state = env.settings.home / f"phase-{env.phase}" / "quix"
+    state.mkdir(parents=True, exist_ok=True)
+    log = env.settings.home / "logs" / "quix.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(log, "ab") as out:
+        return subprocess.Popen([str(quix_python()), str(QUIX_PEER / "deposit_peer.py"), env.settings.bootstrap_servers,
+                                 str(state)], stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=REPO,
+                                start_new_session=True)

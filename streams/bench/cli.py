@@ -32,7 +32,13 @@ def _options(f):
                      help="Delete bank.* topics even on a broker no benchmark has used (they hold data!).")(f)
     f = click.option("--keep-broker", is_flag=True, help="Leave running a broker that the benchmark started.")(f)
     f = click.option("--no-kstreams", is_flag=True,
-                     help="Skip the Kafka Streams peer (bench/peers/kstreams; built with Maven on first use).")(f)
+                     help="Skip both Kafka Streams peers (bench/peers/kstreams; built with Maven on first use).")(f)
+    f = click.option("--no-kstreams-simple", is_flag=True,
+                     help="Skip the simple Kafka Streams peer (DepositPeer: one processor, at-least-once).")(f)
+    f = click.option("--no-kstreams-full", is_flag=True,
+                     help="Skip the Kafka Streams peer with streambank's topology (PipelinePeer, exactly_once_v2).")(f)
+    f = click.option("--no-quix", is_flag=True,
+                     help="Skip the Quix Streams peer (bench/peers/quix; its own venv, made on first use).")(f)
     f = click.option("--timeout", type=float, default=300.0, show_default=True,
                      help="Seconds to wait for the effects of one phase.")(f)
     return f
@@ -67,7 +73,8 @@ def _bench_env(web_port, force: bool, keep_broker: bool, log):
 
 
 def _run(workload: str, count, accounts, workers, as_json, no_baselines, baseline_count, repeat, save, web_port,
-         force, keep_broker, timeout, no_kstreams, quiet=False, **extra):
+         force, keep_broker, timeout, no_kstreams, no_kstreams_simple=False, no_kstreams_full=False, no_quix=False,
+         quiet=False, **extra):
     from .. import progress
     from .report import machine, summarize, text_report
     from .memory import memory
@@ -80,7 +87,8 @@ def _run(workload: str, count, accounts, workers, as_json, no_baselines, baselin
     default_count, default_accounts = DEFAULTS[workload]
     options = Options(count=count or default_count, accounts=accounts or default_accounts, workers=workers,
                       baselines=not no_baselines, baseline_count=baseline_count, timeout=timeout,
-                      kstreams=not no_kstreams, **extra)
+                      kstreams=not (no_kstreams or no_kstreams_simple), kstreams_full=not (no_kstreams or no_kstreams_full),
+                      quix=not no_quix, **extra)
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     runs = []
     with _bench_env(web_port, force, keep_broker, log) as env:

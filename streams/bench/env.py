@@ -28,8 +28,14 @@ ACCOUNT_VIEW_TOPIC = "streambank-account_to_view-changelog"
 TRANSFER_VIEW_TOPIC = "streambank-transfer_to_view-changelog"
 PLAIN_VIEW_TOPIC = "bench.plain.account-views"
 KSTREAMS_VIEW_TOPIC = "bench.kstreams.account-views"
-BENCH_PREFIXES = ("bank.", "streambank-", "bench.", "bench-kstreams-")
-GROUPS = ("streambank", "bench-plain", "bench-kstreams")
+#: The fair Kafka Streams peer's account view is its store's changelog, as the workers' is.
+KSTREAMS_FULL_VIEW_TOPIC = "bench-kstreams-full-account_to_view-changelog"
+#: The Quix Streams peer's changelogs are in Quix's framing: it also produces the Avro view here.
+QUIX_VIEW_TOPIC = "bench.quix.account-views"
+#: Quix Streams names its internal topics `changelog__<group>--<topic>--<store>`.
+BENCH_PREFIXES = ("bank.", "streambank-", "bench.", "bench-kstreams-", "changelog__bench-quix--",
+                  "repartition__bench-quix--")
+GROUPS = ("streambank", "bench-plain", "bench-kstreams", "bench-kstreams-full", "bench-quix")
 
 
 class BenchError(RuntimeError):
@@ -258,7 +264,8 @@ class BenchEnv:
         view = {"cleanup.policy": "compact", "message.timestamp.type": "LogAppendTime"}
         wanted = [NewTopic(MARKER_TOPIC, 1, self.settings.replication_factor)]
         wanted += [NewTopic(name, self.settings.partitions, self.settings.replication_factor, config=view)
-                   for name in (ACCOUNT_VIEW_TOPIC, TRANSFER_VIEW_TOPIC, PLAIN_VIEW_TOPIC, KSTREAMS_VIEW_TOPIC)]
+                   for name in (ACCOUNT_VIEW_TOPIC, TRANSFER_VIEW_TOPIC, PLAIN_VIEW_TOPIC, KSTREAMS_VIEW_TOPIC,
+                                 KSTREAMS_FULL_VIEW_TOPIC, QUIX_VIEW_TOPIC)]
         existing = set(admin.list_topics(timeout=30).topics)
         wanted = [t for t in wanted if t.topic not in existing]
         if wanted:

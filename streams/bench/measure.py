@@ -41,7 +41,7 @@ class EffectReader:
     """
 
     def __init__(self, settings: Settings, *, views: tuple[str, ...] = (), outcomes: str | None = None,
-                 events: tuple[str, ...] = (), codec: Codec | None = None):
+                 events: tuple[str, ...] = (), codec: Codec | None = None, counted: tuple[str, ...] = ()):
         self.codec = codec or Codec()
         self.views = set(views)
         self.outcomes_topic = outcomes
@@ -49,9 +49,13 @@ class EffectReader:
         self.consumer = Consumer(settings.consumer_config(**{
             "group.id": f"bench-reader-{uuid.uuid4()}", "enable.auto.commit": False,
             "fetch.wait.max.ms": 10, "enable.partition.eof": False}))
-        topics = list(views) + ([outcomes] if outcomes else []) + list(events)
-        deadline = time.monotonic() + 30
-        while True:  # a topic created a moment ago may not be in every metadata answer yet
+        # `counted`: topics whose records are only counted (the later stages of a pipeline).
+        self.counted = set(counted) - self.views - self.events - {outcomes}
+        topics = list(views) + ([outcomes] if outcomes else []) + list(events) + sorted(self.counted)
+        # A topic created a moment ago may not be in every metadata answer yet, and a peer just started
+        # creates its changelogs itself (a JVM on a busy machine takes a while).
+        deadline = time.monotonic() + (90 if self.counted else 30)
+        while True:
             metadata = self.consumer.list_topics(timeout=30)
             if all(t in metadata.topics and metadata.topics[t].partitions for t in topics):
                 break
@@ -76,6 +80,7 @@ class EffectReader:
         self.event_ids: set[str] = set()
         self.event_records = 0                               # records, re-emissions included
         self.undecodable = 0
+        self.records_per_topic: Counter = Counter()         # records of the `counted` topics
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-effect-reader", daemon=True)
         self._thread.start()
@@ -96,6 +101,9 @@ class EffectReader:
         topic = message.topic()
         value = message.value()
         if value is None:
+            return
+        if topic in self.counted:
+            self.records_per_topic[topic] += 1
             return
         if topic in self.views:
             try:

@@ -18,7 +18,8 @@ from ..client import BankClient, produce_when_room, producer_config
 from ..domain import accounts
 from ..jsonio import new_id
 from . import baselines
-from .env import ACCOUNT_VIEW_TOPIC, KSTREAMS_VIEW_TOPIC, PLAIN_VIEW_TOPIC, TRANSFER_VIEW_TOPIC, BenchEnv
+from .env import (ACCOUNT_VIEW_TOPIC, KSTREAMS_FULL_VIEW_TOPIC, KSTREAMS_VIEW_TOPIC, PLAIN_VIEW_TOPIC, QUIX_VIEW_TOPIC,
+                  TRANSFER_VIEW_TOPIC, BenchEnv)
 from .measure import EffectReader, latency_summary
 
 ONE = Decimal("1.00")
@@ -43,7 +44,9 @@ class Options:
     fractions: tuple[float, ...] = (0.25, 0.5, 0.75)   # latency: rates as fractions of the measured maximum
     rates: tuple[float, ...] = ()          # latency: explicit rates instead of fractions
     timeout: float = 300.0
-    kstreams: bool = True                  # deposits/latency: the Kafka Streams peer, when Maven can build it
+    kstreams: bool = True                  # deposits/latency: the simple Kafka Streams peer (DepositPeer)
+    kstreams_full: bool = True             # deposits/latency: the Kafka Streams peer with streambank's topology
+    quix: bool = True                      # deposits/latency: the Quix Streams peer (its own venv)
     recover: bool = False                  # memory: fill the worker's tables by recovery, not on its disk
 
 
@@ -71,12 +74,12 @@ class DepositDriver:
     (the workers, or the plain baseline) and measures through `view_topic`."""
 
     def __init__(self, env: BenchEnv, view_topic: str, n_accounts: int, *, extra_pids: dict | None = None,
-                 timeout: float = 300.0):
+                 timeout: float = 300.0, counted: tuple[str, ...] = ()):
         self.env = env
         self.timeout = timeout
         self.codec = Codec()
         self.reader = EffectReader(env.settings, views=(view_topic,), outcomes=topics.COMMAND_OUTCOMES.name,
-                                   events=(topics.ACCOUNT_EVENTS.name,), codec=self.codec)
+                                   events=(topics.ACCOUNT_EVENTS.name,), codec=self.codec, counted=counted)
         self.client = BankClient(env.settings, self.codec)
         self.meter = env.cpu_meter(**(extra_pids or {}))
         self.run_id = run = new_id()[:8]
@@ -142,6 +145,7 @@ class DepositDriver:
             rejected = reader.outcomes[("Deposit", "REJECTED")]
             events = reader.event_counts["MoneyDeposited"] - events0
             event_records = reader.event_records - records0
+            pipeline = dict(sorted(reader.records_per_topic.items()))
         missing = [k for k, v in view_ms.items() if v is None]
         latencies = [view_ms[k] - sent_ms[k] for k in sent_ms if view_ms[k] is not None]
         last_ms = max(v for v in view_ms.values() if v is not None)
@@ -153,16 +157,19 @@ class DepositDriver:
             "duration_s": round(duration, 3), "send_duration_s": round(sent - started, 3),
             "throughput_per_s": round(count / duration, 1), "send_per_s": round(count / max(sent - started, 1e-9), 1),
             "observed_lag_s": round(observed - last_ms / 1000, 3),
+            # Records seen so far (account opening included) on the later stages' topics: the summaries
+            # re-keyed by customer, the customer, outcome and history views' changelogs.
+            "pipeline_records": pipeline,
             "latency": latency_summary(latencies), **_cpu_figures(CpuMeterDelta(cpu0, cpu1), count)}
 
-    def settle(self, group: str, timeout: float = 120.0) -> float:
+    def settle(self, group: str, timeout: float = 120.0, names: tuple[str, ...] | None = None) -> float:
         """Waits until `group` has committed every record of the topics it reads (the workers' other
         agents, e.g. the customer view, may still work through a burst after the account view is
         done): the next phase then starts on an idle pipeline. Returns the seconds waited."""
         from confluent_kafka import Consumer, TopicPartition
-        names = [spec.name for spec in topics.ALL_TOPICS if spec not in (topics.DEADLETTER, topics.EMAIL_EVENTS)]
-        if group != "streambank":
-            names = [topics.ACCOUNT_COMMANDS.name]
+        names = list(names or PEER_TOPICS.get(group, (topics.ACCOUNT_COMMANDS.name,)))
+        if group == "streambank":
+            names = [spec.name for spec in topics.ALL_TOPICS if spec not in (topics.DEADLETTER, topics.EMAIL_EVENTS)]
         consumer = Consumer(self.env.settings.consumer_config(**{"group.id": group, "enable.auto.commit": False}))
         started = time.monotonic()
         try:
@@ -173,7 +180,10 @@ class DepositDriver:
                 behind = 0
                 for tp in committed:
                     low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
-                    behind += max(0, high - max(tp.offset, low))
+                    gap = max(0, high - max(tp.offset, low))
+                    # A transactional peer may commit the offset after its last record, short of the
+                    # commit marker that follows it: one offset per partition that is no work.
+                    behind += gap if gap > 1 or group not in PEER_TOPICS else 0
                 if behind == 0:
                     break
                 time.sleep(0.25)
@@ -184,6 +194,22 @@ class DepositDriver:
     def close(self) -> None:
         self.reader.close()
         self.client.producer.flush(10)
+
+
+#: What each peer's consumer group reads (the pipeline is idle once it has committed all of it).
+_FULL_PIPELINE = (topics.ACCOUNT_COMMANDS.name, topics.ACCOUNT_EVENTS.name, topics.CUSTOMER_ACCOUNTS.name,
+                  topics.COMMAND_OUTCOMES.name)
+PEER_TOPICS = {"bench-kstreams-full": _FULL_PIPELINE, "bench-quix": _FULL_PIPELINE}
+#: The later stages' topics each pipeline writes (counted, not timed: `pipeline_records`).
+STAGES = {
+    "streambank": (topics.CUSTOMER_ACCOUNTS.name, "streambank-account_version_to_entry-changelog",
+                   "streambank-customer_to_view-changelog", "streambank-command_to_outcome-changelog"),
+    "kstreams-full": (topics.CUSTOMER_ACCOUNTS.name, "bench-kstreams-full-account_version_to_entry-changelog",
+                      "bench-kstreams-full-customer_to_view-changelog", "bench-kstreams-full-command_to_outcome-changelog"),
+    "quix": (topics.CUSTOMER_ACCOUNTS.name, "changelog__bench-quix--bank.accounts.events--default",
+             "changelog__bench-quix--bank.customer-accounts--default",
+             "changelog__bench-quix--bank.command-outcomes--default"),
+}
 
 
 def CpuMeterDelta(before, after) -> dict[str, float]:
@@ -208,7 +234,8 @@ def _streambank_deposits(env: BenchEnv, options: Options, rates=(None,), log=pri
     env.start_workers(options.workers)
     driver = None
     try:
-        driver = DepositDriver(env, ACCOUNT_VIEW_TOPIC, options.accounts, timeout=options.timeout)
+        driver = DepositDriver(env, ACCOUNT_VIEW_TOPIC, options.accounts, timeout=options.timeout,
+                               counted=STAGES["streambank"])
         opened = driver.open()
         phases = []
         for rate in rates:
@@ -230,7 +257,7 @@ def _peer_deposits(env: BenchEnv, options: Options, process, view_topic: str, na
     driver = None
     try:
         driver = DepositDriver(env, view_topic, options.accounts, extra_pids={name: process.pid},
-                               timeout=options.timeout)
+                               timeout=options.timeout, counted=STAGES.get(name, ()))
         driver.open()
         phases = []
         for rate in rates:
@@ -252,11 +279,37 @@ def _plain_deposits(env: BenchEnv, options: Options, rates=(None,), log=print) -
 
 
 def _kstreams_deposits(env: BenchEnv, options: Options, rates=(None,), log=print) -> list[dict] | None:
+    """The simple Kafka Streams peer: one processor, at-least-once, the plain loop's effects."""
     if not baselines.build_kstreams_peer(log):
         return None
     env.reset_topics()
-    return _peer_deposits(env, options, baselines.start_kstreams(env), KSTREAMS_VIEW_TOPIC, "kstreams",
-                          "bench-kstreams", rates, log)
+    return _peer_deposits(env, options, baselines.start_kstreams(env, baselines.KSTREAMS_SIMPLE), KSTREAMS_VIEW_TOPIC,
+                          "kstreams-simple", "bench-kstreams", rates, log)
+
+
+def _kstreams_full_deposits(env: BenchEnv, options: Options, rates=(None,), log=print) -> list[dict] | None:
+    """The fair Kafka Streams peer: streambank's topology and tables, exactly_once_v2."""
+    if not baselines.build_kstreams_peer(log):
+        return None
+    env.reset_topics()
+    return _peer_deposits(env, options, baselines.start_kstreams(env, baselines.KSTREAMS_FULL), KSTREAMS_FULL_VIEW_TOPIC,
+                          "kstreams-full", "bench-kstreams-full", rates, log)
+
+
+def _quix_deposits(env: BenchEnv, options: Options, rates=(None,), log=print) -> list[dict] | None:
+    """The Quix Streams peer: the same pipeline, exactly-once, in its own venv."""
+    if not baselines.ensure_quix_venv(log):
+        return None
+    env.reset_topics()
+    return _peer_deposits(env, options, baselines.start_quix(env), QUIX_VIEW_TOPIC, "quix", "bench-quix", rates, log)
+
+
+def _peers(options: Options) -> list[tuple[str, object]]:
+    """The stream-processing peers this run compares with: result name, runner."""
+    return [(name, runner) for name, runner, wanted in (
+        ("kstreams_full_peer", _kstreams_full_deposits, options.kstreams_full),
+        ("quix_peer", _quix_deposits, options.quix),
+        ("kstreams_simple_peer", _kstreams_deposits, options.kstreams)) if wanted]
 
 
 def _kafka_baselines(env: BenchEnv, records: list[tuple[bytes, bytes]], log=print) -> dict:
@@ -279,8 +332,9 @@ def deposits(env: BenchEnv, options: Options, log=print) -> dict:
               "setup_open_accounts_s": round(opened, 3), "streambank": phase, "baselines": {}}
     if options.baselines:
         result["baselines"]["plain_loop"] = _plain_deposits(env, options, log=log)[0]
-        if options.kstreams and (peer := _kstreams_deposits(env, options, log=log)):
-            result["baselines"]["kstreams_peer"] = peer[0]
+        for name, runner in _peers(options):
+            if peer := runner(env, options, log=log):
+                result["baselines"][name] = peer[0]
         result["baselines"].update(_kafka_baselines(env, records, log))
     result["ratios"] = _ratios(phase["throughput_per_s"], result["baselines"])
     return result
@@ -307,10 +361,17 @@ def latency(env: BenchEnv, options: Options, log=print) -> dict:
         plain = _plain_deposits(env, options, tuple(p["rate_target_per_s"] for p in phases), log=log)
         result["baselines"]["plain_loop"] = plain
         rates_used = tuple(p["rate_target_per_s"] for p in phases)
-        if options.kstreams and (peer := _kstreams_deposits(env, options, rates_used, log=log)):
-            result["baselines"]["kstreams_peer"] = peer
-        result["ratios"] = {f"p99 streambank/plain_loop at {p['rate_target_per_s'] or 'max'}/s":
-                            _ratio(p["latency"]["p99_ms"], q["latency"]["p99_ms"]) for p, q in zip(phases, plain)}
+        for name, runner in _peers(options):
+            if peer := runner(env, options, rates_used, log=log):
+                result["baselines"][name] = peer
+        result["ratios"] = {}
+        for name, base in result["baselines"].items():
+            if phases[0]["rate_target_per_s"] is None:  # throughput means something at the maximum rate only
+                result["ratios"][f"streambank/{name} at max"] = _ratio(phases[0]["throughput_per_s"],
+                                                                       base[0]["throughput_per_s"])
+            for p, q in zip(phases, base):
+                result["ratios"][f"p99 streambank/{name} at {p['rate_target_per_s'] or 'max'}/s"] = \
+                    _ratio(p["latency"]["p99_ms"], q["latency"]["p99_ms"])
     return result
 
 

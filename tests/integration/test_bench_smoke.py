@@ -38,26 +38,48 @@ def bench_env(tmp_path_factory):
 
 def bench(env, *args) -> dict:
     done = subprocess.run([sys.executable, "-m", "streams.cli", "bench", *args, "--json"], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=600)  # peers: a Maven build, a venv, JVM starts
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert len(report["runs"]) == 1
     return report["runs"][0]
 
 
-#: The Kafka Streams peer takes a Maven build (a minute, once per checkout): it is in the smoke run when
-#: already built (bench/peers/kstreams/target) or when BANK_TEST_BENCH_KSTREAMS=1.
-KSTREAMS = (REPO / "bench/peers/kstreams/target/classes").is_dir() or os.environ.get("BANK_TEST_BENCH_KSTREAMS") == "1"
+#: Every peer is in the smoke runs: the Kafka Streams peers take a Maven build (under a minute, once
+#: per checkout: bench/peers/kstreams/target) and the Quix Streams peer a venv of its own (about half a
+#: minute, once: bench/peers/quix/.venv). A peer that cannot be built is missing from the results and
+#: the test fails.
+PEERS = ("kstreams_full_peer", "quix_peer", "kstreams_simple_peer")
+#: The later stages each full pipeline writes (summaries, history, customer view, outcome view).
+STAGES = {"kstreams_full_peer": "bench-kstreams-full-", "quix_peer": "changelog__bench-quix--"}
 
 
-def test_deposits_with_every_baseline(bench_env):
-    run = bench(bench_env, "deposits", "--count", "60", "--accounts", "6", "--baseline-count", "200",
-                *(() if KSTREAMS else ("--no-kstreams",)))
-    phase = run["streambank"]
-    assert phase["commands"] == phase["accepted"] == phase["events"] == 60
+def assert_deposit_counts(phase: dict, count: int, balance: str) -> None:
+    assert phase["commands"] == phase["accepted"] == phase["events"] == phase["latency"]["count"] == count
     assert phase["effects_never_visible"] == 0
-    assert Decimal(phase["balance_total"]) == Decimal(phase["expected_balance_total"]) == Decimal("60.00")
-    assert phase["latency"]["count"] == 60
+    assert Decimal(phase["balance_total"]) == Decimal(phase["expected_balance_total"]) == Decimal(balance)
+
+
+def assert_whole_pipeline(name: str, phase: dict, accounts: int, commands: int) -> None:
+    """Summaries re-keyed by customer and every view's changelog have records: the topology ran whole."""
+    records = phase["pipeline_records"]
+    assert len(records) == 4, records
+    assert all(n > 0 for n in records.values()), records
+    # One summary per event in the peers (none coalesced), at least one per account in streambank.
+    if name in STAGES:
+        assert records["bank.customer-accounts"] >= accounts + commands
+        outcome_views = [n for topic, n in records.items() if "outcome" in topic]
+        assert outcome_views and outcome_views[0] >= accounts + commands
+    else:
+        assert records["bank.customer-accounts"] >= accounts
+
+
+@pytest.mark.timeout(900)  # every peer, each starting its own JVM or venv process
+def test_deposits_with_every_baseline(bench_env):
+    run = bench(bench_env, "deposits", "--count", "60", "--accounts", "6", "--baseline-count", "200")
+    phase = run["streambank"]
+    assert_deposit_counts(phase, 60, "60.00")
+    assert_whole_pipeline("streambank", phase, 6, 60)
     assert {"bench", "worker-1"} <= set(phase["cpu_s"])
     plain = run["baselines"]["plain_loop"]
     assert plain["commands"] == plain["accepted"] == plain["events"] == 60
@@ -65,14 +87,35 @@ def test_deposits_with_every_baseline(bench_env):
     assert run["baselines"]["bare_loop"]["consumed"] == 200
     assert run["baselines"]["kafka_producer_perf"]["records"] == 200
     assert run["baselines"]["kafka_consumer_perf"]["records"] == 200
-    expected = {"streambank/plain_loop", "streambank/bare_loop", "streambank/kafka_producer_perf",
-                "streambank/kafka_consumer_perf"}
-    if KSTREAMS:
-        peer = run["baselines"]["kstreams_peer"]
-        assert peer["commands"] == peer["accepted"] == peer["events"] == 60
-        assert Decimal(peer["balance_total"]) == Decimal("60.00")
-        expected.add("streambank/kstreams_peer")
-    assert set(run["ratios"]) == expected
+    for name in PEERS:
+        peer = run["baselines"][name]
+        assert_deposit_counts(peer, 60, "60.00")
+        if name in STAGES:
+            assert_whole_pipeline(name, peer, 6, 60)
+            assert all(topic == "bank.customer-accounts" or topic.startswith(STAGES[name])
+                       for topic in peer["pipeline_records"])
+    assert set(run["ratios"]) == {f"streambank/{name}" for name in
+                                  ("plain_loop", "bare_loop", "kafka_producer_perf", "kafka_consumer_perf") + PEERS}
+
+
+@pytest.mark.timeout(900)  # every peer, each starting its own JVM or venv process
+def test_latency_with_every_peer(bench_env):
+    """Two fixed rates with every peer: counts per phase, a p99 ratio per peer and rate."""
+    run = bench(bench_env, "latency", "--count", "30", "--accounts", "3", "--rates", "50,100")
+    for name in ("plain_loop",) + PEERS:
+        phases = run["baselines"][name]
+        assert [p["rate_target_per_s"] for p in phases] == [50.0, 100.0]
+        for phase, balance in zip(phases, ("30.00", "60.00")):
+            assert_deposit_counts(phase, 30, balance)
+        for rate in (50.0, 100.0):
+            assert f"p99 streambank/{name} at {rate}/s" in run["ratios"]
+
+
+def test_peers_can_be_skipped(bench_env):
+    run = bench(bench_env, "deposits", "--count", "20", "--accounts", "4", "--baseline-count", "100",
+                "--no-kstreams-full", "--no-quix", "--no-kstreams-simple")
+    assert not set(PEERS) & set(run["baselines"])
+    assert not any(name.endswith(PEERS) for name in run["ratios"])
 
 
 def test_transfers(bench_env):
