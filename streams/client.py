@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from . import topics
-from .avro import Codec, DecodeError
+from .contract import topics
+from .contract.avro import Codec, DecodeError
 from .config import Settings
 from .domain import accounts, customers, transfers
 from .domain.base import Command
 from .domain.outcomes import CommandOutcome
-from .jsonio import new_id
+from .contract.jsonio import new_id
+from .kafka.producer import produce_when_room, producer_config
 
 
 @dataclass(frozen=True)
@@ -28,33 +29,6 @@ class CommandIds:
     command_id: str
     aggregate_id: str
     command_type: str
-
-
-def producer_config(settings: Settings, **extra) -> dict:
-    return settings.confluent_config(**{
-        "partitioner": "murmur2_random",  # the Java/aiokafka partitioning; librdkafka's default differs
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        **extra,
-    })
-
-
-def produce_when_room(producer: Producer, topic: str, *, wait: float = 0.05, **record) -> None:
-    """`producer.produce(topic, **record)`; while librdkafka's local queue is full, lets deliveries
-    drain for `wait` seconds and tries again."""
-    while True:
-        try:
-            producer.produce(topic, **record)
-            return
-        except BufferError:
-            producer.poll(wait)
-
-
-def fatal_read_error(error) -> bool:
-    """Whether a consumer error should end a read: end-of-partition notes and retriable errors don't."""
-    return error.code() != KafkaError._PARTITION_EOF and (error.fatal() or not error.retriable())
 
 
 class BankClient:

@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from harness import scenario
-from streams import topics
+from streams.contract import topics
 from streams.config import Settings
-from streams.privacy import REDACTED_DATA, PersonalData, email_hash, unseal
+from streams.services.privacy import REDACTED_DATA, PersonalData, email_hash, unseal
 from streams.domain.accounts import (
     OPEN,
     AccountOpened,
@@ -625,7 +625,7 @@ async def test_an_unexpected_error_in_a_batch_is_reported_before_anything_of_the
         bank, monkeypatch):
     # In a worker the report stops the process at once (streams.worker.stop_at_once): Faust acks a
     # batch even when its agent fails, and must not get to commit it.
-    from streams.processing import CommandProcessor
+    from streams.services.commands import CommandProcessor
 
     def broken(self, key, value, origin):
         raise RuntimeError("a bug")

@@ -10,10 +10,11 @@ import jsonschema
 import schemathesis
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams import openapi
-from streams.app import create_app, wire
+from streams.http import openapi
+from streams.worker.app import create_app
+from streams.worker.wiring import wire
 from streams.config import Settings
-from streams.web import error_response
+from streams.http.responses import error_response
 
 
 def registered_routes(tmp_path) -> set[tuple[str, str]]:

@@ -7,7 +7,7 @@ import pytest
 from faust.types import Message
 
 from harness import scenario
-from streams import topics
+from streams.contract import topics
 
 TABLES = {
     "customer_to_state", "account_to_state", "transfer_to_state", "email_to_reservation",

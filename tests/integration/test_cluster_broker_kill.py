@@ -8,10 +8,11 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from faults import CLUSTER_KAFKA_PORT, bank_verify, own_kafka, own_workers, quiesce, storm_through
-from streams import kafka_local, topics
+from streams.dev import local_broker
+from streams.contract import topics
 from streams.client import BankClient, OutcomeReader
 from streams.domain.transfers import TERMINAL
-from streams.workload import open_accounts
+from streams.dev.traffic import open_accounts
 
 ACCOUNTS = 30
 TRANSFERS = 600
@@ -49,15 +50,15 @@ def test_a_broker_killed_mid_storm_in_a_three_broker_cluster_loses_nothing(tmp_p
         def kill_and_restart():
             time.sleep(3)
             down = time.monotonic()
-            pid = kafka_local.kill(settings.home, VICTIM)
+            pid = local_broker.kill(settings.home, VICTIM)
             assert pid is not None, "the victim broker was not running"
             time.sleep(4)
-            kafka_local.start_one(settings.home, VICTIM, timeout=120)
+            local_broker.start_one(settings.home, VICTIM, timeout=120)
             kills.append((pid, down, time.monotonic()))
 
         storm, resent, storm_started = storm_through(kill_and_restart, client, reader, ledger, TRANSFERS, seed=9,
                                                      rate=RATE)
-        assert kafka_local.status(settings.home).running, "all three brokers are back"
+        assert local_broker.status(settings.home).running, "all three brokers are back"
         client.close()
         reader.close()
 

@@ -20,9 +20,9 @@ from faults import (FAULTS_KAFKA_PORT, assignment_of, bank_verify, during, group
 from http_api import Api
 from outside import (EVENT_TOPICS, OUTCOMES, OutcomeTail, Summary, check_account_views, check_command_views,
                      check_customers, fold, one_outcome_each, outcomes_in, read_committed)
-from streams import topics
+from streams.contract import topics
 from streams.client import BankClient
-from streams.jsonio import new_id
+from streams.contract.jsonio import new_id
 
 CUSTOMERS = 300
 CREATE_RATE = 7.5  # customers a second: the creations span the whole crash loop

@@ -13,9 +13,10 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from conftest import wait_until_serving
-from streams import localstate, topics
+from streams.worker import localstate
+from streams.contract import topics
 from streams.client import BankClient, OutcomeReader
-from streams.workload import open_accounts, resend_unanswered, transfer_storm
+from streams.dev.traffic import open_accounts, resend_unanswered, transfer_storm
 from test_replay_views import bank, quiet_and_verified
 
 

@@ -22,8 +22,8 @@ from faults import (FAULTS_KAFKA_PORT, bank_verify, during, health_of, money_sto
 from outside import (EVENT_TOPICS, OUTCOMES, OutcomeTail, Summary, check_account_views, check_transfers, fold,
                      one_outcome_each, outcomes_in, read_committed)
 from streams.client import BankClient, OutcomeReader
-from streams.jsonio import new_id
-from streams.workload import open_accounts
+from streams.contract.jsonio import new_id
+from streams.dev.traffic import open_accounts
 
 ACCOUNTS = 40
 DEPOSITS = 2000

@@ -16,8 +16,8 @@ import pytest
 from fastavro.schema import fingerprint as fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from streams import records
-from streams.avro import MAGIC, SCHEMA_DIR, Codec, DecodeError, fingerprint, record_schema, schema_file
+from streams.contract import records
+from streams.contract.avro import MAGIC, SCHEMA_DIR, Codec, DecodeError, fingerprint, record_schema, schema_file
 from streams.domain.accounts import Account, Deposit, MoneyDeposited, OpenAccount
 from streams.domain.customers import ToAccount
 from streams.domain.outcomes import REJECTED, CommandOutcome

@@ -7,10 +7,10 @@ import logging
 import pytest
 from confluent_kafka import Producer
 
-from streams import topics
-from streams.client import producer_config
+from streams.contract import topics
+from streams.kafka.producer import producer_config
 from streams.config import Settings
-from streams.processing import (
+from streams.services.handling import (
     BROKER_MESSAGE_MAX_BYTES,
     DEADLETTER_MAX_BYTES,
     PRODUCER_MESSAGE_MAX_BYTES,
@@ -115,7 +115,7 @@ class Message:
 
 
 def parked(value: bytes, offset=7):
-    from streams.deadletters import _parse
+    from streams.ops.deadletters import _parse
     return _parse(Message(dead_letter(b"acc-1", value, ORIGIN, "undecodable: too large"), offset=offset))
 
 
@@ -135,7 +135,7 @@ def test_a_letter_that_kept_the_value_lists_it_as_before():
 
 
 def dry_replay(monkeypatch, records, fetch):
-    from streams import deadletters
+    from streams.ops import deadletters
     monkeypatch.setattr(deadletters, "read_parked", lambda settings, timeout: records)
     monkeypatch.setattr(deadletters, "read_replayed", lambda settings, timeout: set())
     return {r.record.marker: (r.action, r.detail, r.record)
@@ -145,8 +145,8 @@ def dry_replay(monkeypatch, records, fetch):
 def test_replaying_a_letter_that_omitted_the_value_reads_the_original_at_its_source_offset(monkeypatch):
     from decimal import Decimal
 
-    from streams.avro import Codec
-    from streams.deadletters import OriginalUnavailable
+    from streams.contract.avro import Codec
+    from streams.ops.deadletters import OriginalUnavailable
     from streams.domain.accounts import Deposit
 
     original = Codec().encode(Deposit(command_id="d-1", account_id="acc-1", amount=Decimal("1.00")))

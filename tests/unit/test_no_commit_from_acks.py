@@ -10,7 +10,7 @@ from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams.app import TransactionalConsumer
+from streams.worker.app import TransactionalConsumer
 
 TP0 = TP("bank.accounts.commands", 0)
 

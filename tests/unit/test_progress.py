@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from streams import progress
+from streams.cli import progress
 
 
 class Terminal(io.StringIO):
