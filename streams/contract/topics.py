@@ -100,29 +100,6 @@ COMMAND_TOPICS = (CUSTOMER_COMMANDS, ACCOUNT_COMMANDS, TRANSFER_COMMANDS, EMAIL_
 
 APP_ID = "streambank"
 
-#: Every Faust table, name → what it maps (its `help`). Each is changelogged to
-#: `streambank-<name>-changelog`, written only by the agent that owns the table.
-TABLES: dict[str, str] = {
-    "customer_to_state": "state:<customer id> → Customer; command:<command id> → ProcessedCommand (dedup)",
-    "account_to_state": "state:<account id> → Account; command:<command id> → ProcessedCommand (dedup)",
-    "transfer_to_state": "state:<transfer id> → Transfer; command:<command id> → ProcessedCommand (dedup)",
-    "email_to_reservation": "state:<email> → EmailReservation (the registry); command:<command id> → ProcessedCommand",
-    "transfer_to_view": "transfer id → Transfer: the transfer view",
-    "transfer_to_pending_steps": "transfer id → PendingSteps: the account step a transfer waits on",
-    "customer_to_pending_steps": "customer id → PendingSteps: the email reservation a new customer waits on",
-    "account_to_view": "account id → AccountView: the account view",
-    "account_version_to_entry": "account id#version → HistoryEntry: the account statement",
-    "customer_to_view": "customer id → CustomerView: profile, to-accounts, accounts with balances",
-    "email_to_customer": "email → customer id: the email lookup",
-    "command_to_outcome": "command id → CommandOutcome: answers GET /api/commands/{id}",
-}
-
-#: Tables whose changelog is a topic of our own (declared above), not `streambank-<table>-changelog`.
-OWN_CHANGELOG_TABLES: dict[str, TopicSpec] = {
-    "customer_to_key": CUSTOMER_KEYS,  # customer id → its AES key (streams.privacy)
-}
-
-
 def changelog_topic(table: str) -> str:
     return f"{APP_ID}-{table}-changelog"
 

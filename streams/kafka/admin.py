@@ -7,6 +7,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..contract import topics
 from ..config import Settings
+from ..topology import TABLES
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str],
         changelog_config["min.insync.replicas"] = "2"
     wanted += [NewTopic(topics.changelog_topic(table), num_partitions=settings.partitions,
                         replication_factor=settings.replication_factor, config=dict(changelog_config))
-               for table in topics.TABLES if topics.changelog_topic(table) not in existing]
+               for table in TABLES if topics.changelog_topic(table) not in existing]
     created = []
     if wanted:
         futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
@@ -47,7 +48,7 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str],
             except Exception as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise RuntimeError(f"cannot create {name}: {exc}") from None
-    every = [spec.name for spec in topics.ALL_TOPICS] + [topics.changelog_topic(t) for t in topics.TABLES]
+    every = [spec.name for spec in topics.ALL_TOPICS] + [topics.changelog_topic(t) for t in TABLES]
     return created, sorted(name for name in every if name in existing)
 
 

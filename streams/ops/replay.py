@@ -31,17 +31,11 @@ from ..domain import accounts, customers, emails, transfers
 from ..domain.base import Event
 from ..domain.rebuild import ViewEntries, ViewHandoff
 from ..domain.outcomes import CommandOutcome, PendingSteps, ProcessedCommand
-from ..services.generations import VIEWS, Pointer, prefix
+from ..services.generations import Pointer, prefix
 from ..kafka.pointer import read_pointer, write_pointer
 from ..services.commands import COMMAND_PREFIX, STATE_PREFIX
-from ..services.projections import (
-    AccountProjector,
-    CustomerProjector,
-    EmailIndexer,
-    OutcomeRecorder,
-    TransferProjector,
-)
 from ..services.handling import Origin
+from ..topology import TABLES, VIEW_BY_NAME, VIEWS
 from ..contract.records import COMMAND_TYPES
 
 GROUP = topics.APP_ID  # the workers' consumer group
@@ -190,19 +184,8 @@ class FoldCodec:
 
 
 def _projector(view: str, codec: Codec, tables: dict[str, dict]):
-    codec = FoldCodec(codec)
-    table = lambda name: tables.setdefault(name, {})  # noqa: E731
-    if view == "accounts":
-        return AccountProjector(codec, table("account_to_view"), table("account_version_to_entry")).project
-    if view == "transfers":
-        return TransferProjector(codec, table("transfer_to_view")).project
-    if view == "customers":
-        return CustomerProjector(codec, table("customer_to_view")).project
-    if view == "emails":
-        return EmailIndexer(codec, table("email_to_customer")).index
-    if view == "outcomes":
-        return OutcomeRecorder(codec, table("command_to_outcome")).record
-    raise KeyError(view)
+    """The workers' projector of `view` (streams.topology), over `tables` (plain dicts)."""
+    return VIEW_BY_NAME[view].projector(FoldCodec(codec), lambda name: tables.setdefault(name, {}))
 
 
 @dataclass
@@ -222,7 +205,7 @@ def fold_views(settings: Settings, views: Iterable[str], *, codec: Codec | None 
     projectors: dict[tuple[str, int], Callable] = {}
     readers: dict[str, list[str]] = defaultdict(list)
     for view in views:
-        for topic in VIEWS[view][1]:
+        for topic in VIEW_BY_NAME[view].source_names:
             readers[topic].append(view)
     skipped = 0
 
@@ -325,7 +308,7 @@ def replay_views(settings: Settings, views: Iterable[str] | None = None, *, show
     """Builds a new generation of `views` (default: all) beside the serving one, then serves it."""
     from ..kafka.admin import create_topics
 
-    views = list(views or VIEWS)
+    views = list(views or VIEW_BY_NAME)
     try:
         create_topics(settings)  # bank.view-rebuild and bank.view-generations on an older cluster
         pointer = read_pointer(settings)
@@ -350,7 +333,7 @@ def replay_views(settings: Settings, views: Iterable[str] | None = None, *, show
                     producer.send(topics.VIEW_REBUILD.name, partition, view.encode(), codec.encode(record))
                     entries += len(batch)
         for partition in range(settings.partitions):
-            sources = VIEWS[view][1]
+            sources = VIEW_BY_NAME[view].source_names
             handoff = ViewHandoff(generation=generations[view], view=view, partition=partition, topics=sources,
                                   offsets=tuple(fold.snapshot.ends.get((t, partition), 0) for t in sources))
             producer.send(topics.VIEW_REBUILD.name, partition, view.encode(), codec.encode(handoff))
@@ -433,7 +416,7 @@ def recreate_changelogs(settings: Settings, timeout: float = 180.0,
     from ..kafka.admin import create_topics
 
     admin = AdminClient(settings.confluent_config())
-    names = [topics.changelog_topic(t) for t in topics.TABLES]
+    names = [topics.changelog_topic(t) for t in TABLES]
     existing = set(admin.list_topics(timeout=30).topics)
     doomed = [n for n in names if n in existing]
     if doomed:
@@ -478,7 +461,7 @@ def replay_state(settings: Settings, *, force: bool = False, show_progress: bool
     events: dict[str, dict[str, dict[int, tuple[Event, bytes]]]] = defaultdict(lambda: defaultdict(dict))
     outcomes: dict[str, tuple[CommandOutcome, bytes]] = {}
     replies: dict[str, bytes] = {}
-    view_topics = {t for _, sources in VIEWS.values() for t in sources}
+    view_topics = {t for view in VIEWS for t in view.source_names}
     view_records: list[tuple[str, int, int, bytes, bytes]] = []
     undecodable = 0
 
@@ -559,9 +542,9 @@ def replay_state(settings: Settings, *, force: bool = False, show_progress: bool
     view_tables: dict[str, dict[int, dict]] = defaultdict(lambda: defaultdict(dict))
     projectors: dict[tuple[str, int], Callable] = {}
     readers = defaultdict(list)
-    for view, (_, sources) in VIEWS.items():
-        for topic in sources:
-            readers[topic].append(view)
+    for view in VIEWS:
+        for topic in view.source_names:
+            readers[topic].append(view.name)
     for topic, partition, offset, key, value in view_records:
         for view in readers[topic]:
             project = projectors.get((view, partition))

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from .. import topology
 from ..contract import topics
 from ..contract.topics import changelog_topic
 from ..contract.avro import Codec, DecodeError
@@ -93,7 +94,9 @@ CUSTOMER_VIEWS = "customer_to_view"
 EMAIL_INDEX = "email_to_customer"
 HISTORY_VIEW = "account_version_to_entry"
 OUTCOME_VIEW = "command_to_outcome"
-VIEW_TABLES = (ACCOUNT_VIEWS, TRANSFER_VIEWS, CUSTOMER_VIEWS, EMAIL_INDEX, HISTORY_VIEW, OUTCOME_VIEW)
+#: Every view table the workers keep (streams.topology): each is read, and each needs an audit rule below
+#: (`check_all_views`); a view without one fails verify ("no audit rule for view table ...").
+VIEW_TABLES = topology.VIEW_TABLES
 RAW_TEXT_TABLES = frozenset({EMAIL_INDEX})  # values are raw UTF-8, not Avro
 
 #: Each command processor's table (state and dedup records, one changelog) → the events its state folds.
@@ -110,6 +113,16 @@ _STATE_TABLE_OF_COMMANDS = {
     topics.TRANSFER_COMMANDS.name: "transfer_to_state",
     topics.EMAIL_COMMANDS.name: "email_to_reservation",
 }
+#: The event types this module has rules for, spelled here like the states above. An event of any other
+#: type fails verify ("no audit rule for ..."): a new event type needs its rule here before verify passes.
+AUDITED_EVENTS = frozenset({
+    "AccountOpened", "MoneyDeposited", "MoneyWithdrawn", "AccountClosed", "AccountDebited", "AccountCredited",
+    "AccountRefunded",
+    "TransferInitiated", "TransferDebited", "TransferCompleted", "TransferFailed", "TransferCreditFailed",
+    "TransferRefunded",
+    "CustomerCreated", "ToAccountAdded", "ToAccountRemoved", "CustomerForgotten",
+    "EmailReserved",
+})
 # The keys of those tables, spelled here like the states above (tests check they are the processors').
 STATE_KEY, DEDUP_KEY = "state:", "command:"
 #: The one outcome a processor writes without a dedup record: a record whose key is not its aggregate id
@@ -458,6 +471,13 @@ class _Audit:
         self.history: dict[str, list[dict]] = defaultdict(list)
         self.outcomes: dict[str, list[tuple[CommandOutcome, Record]]] = {}  # command id → its outcomes, in order
         self.dedup: dict[str, dict[str, Record]] = {}  # processor table → command id → its latest dedup record
+        self.unaudited: set[str] = set()  # event types met that no rule here knows (each one a violation)
+        self.compared: set[str] = set()  # the view tables `compare_views` checked
+
+    def folded(self, topic: str):
+        """aggregate id → its events in version order, those without an audit rule left out (already a violation)."""
+        for aggregate, events in self.aggregates.get(topic, {}).items():
+            yield aggregate, [e for e in events if type(e).__name__ in AUDITED_EVENTS]
 
     def bad(self, invariant: int | str, message: str) -> None:
         self.violations.append(f"[{invariant}] {message}")
@@ -513,6 +533,10 @@ class _Audit:
                 if not isinstance(event, Event) or (spec is not None and type(event) not in spec.values):
                     self.bad(5, f"{type(event).__name__} at {_where(record)} does not belong on {topic}")
                     continue
+                if type(event).__name__ not in AUDITED_EVENTS and type(event).__name__ not in self.unaudited:
+                    self.unaudited.add(type(event).__name__)
+                    self.bad("audit", f"no audit rule for {type(event).__name__} (first at {_where(record)}): "
+                                      f"bank verify cannot check what it does; add its rule to streams/ops/verify.py")
                 aggregate = event.aggregate_id
                 if record.key is not None and record.key != aggregate:
                     self.bad(5, f"{type(event).__name__} of {aggregate} v{event.version} at {_where(record)} "
@@ -554,7 +578,7 @@ class _Audit:
 
     # [1] [2] accounts -----------------------------------------------------------------------
     def fold_accounts(self) -> None:
-        for account_id, events in self.aggregates.get(topics.ACCOUNT_EVENTS.name, {}).items():
+        for account_id, events in self.folded(topics.ACCOUNT_EVENTS.name):
             account: _Account | None = None
             for event in events:
                 what = f"account {account_id} v{event.version} {type(event).__name__}"
@@ -621,7 +645,7 @@ class _Audit:
     }
 
     def fold_transfers(self) -> None:
-        for transfer_id, events in self.aggregates.get(topics.TRANSFER_EVENTS.name, {}).items():
+        for transfer_id, events in self.folded(topics.TRANSFER_EVENTS.name):
             transfer: _Transfer | None = None
             for event in events:
                 what = f"transfer {transfer_id} v{event.version} {type(event).__name__}"
@@ -711,7 +735,7 @@ class _Audit:
 
     # customers and emails ------------------------------------------------------------------
     def fold_customers(self) -> None:
-        for customer_id, events in self.aggregates.get(topics.CUSTOMER_EVENTS.name, {}).items():
+        for customer_id, events in self.folded(topics.CUSTOMER_EVENTS.name):
             customer: _Customer | None = None
             for event in events:
                 what = f"customer {customer_id} v{event.version} {type(event).__name__}"
@@ -739,7 +763,7 @@ class _Audit:
                 self.customers[customer_id] = customer
 
     def fold_emails(self) -> None:
-        for email, events in self.aggregates.get(topics.EMAIL_EVENTS.name, {}).items():
+        for email, events in self.folded(topics.EMAIL_EVENTS.name):
             for event in events:
                 if isinstance(event, EmailReserved):
                     if email in self.emails and self.emails[email] != event.customer_id:
@@ -893,6 +917,10 @@ class _Audit:
         # The outcome view: each command's first outcome on bank.command-outcomes (equal re-emissions aside).
         expected_outcomes = {command_id: dataclasses.asdict(found[0][0]) for command_id, found in self.outcomes.items()}
         self.report.outcome_entries = self.compare_views(OUTCOME_VIEW, "command", views, expected_outcomes)
+        for table in VIEW_TABLES:
+            if table not in self.compared:
+                self.bad(6, f"no audit rule for view table {table}: bank verify cannot tell whether it equals the "
+                            f"fold of the log; add its rule to check_all_views in streams/ops/verify.py")
 
     def latest(self, records: list[Record], invariant: int | str, what: str) -> dict[str, Record]:
         """Each key's last record on a compacted changelog (last write wins; a tombstone: absent)."""
@@ -911,6 +939,7 @@ class _Audit:
 
     def compare_views(self, table: str, noun: str, views: dict[str, list[Record]], expected: dict) -> int:
         """Compares a view with the fold; returns how many of its entries were compared."""
+        self.compared.add(table)
         if table not in views:
             if changelog_topic(table) not in self.log.missing_topics:
                 self.bad(6, f"view {table} was not read")

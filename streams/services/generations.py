@@ -13,21 +13,10 @@ import json
 import threading
 from dataclasses import dataclass, field
 
-from ..contract import topics
 
 POINTER_KEY = b"views"
 POINTER_PARTITION = 0
 SEPARATOR = "\x1f"  # not in any id a client sends, so a prefixed key never meets a bare one
-
-#: view name → (its tables, the topics its agent projects). One agent writes each view's tables.
-VIEWS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "accounts": (("account_to_view", "account_version_to_entry"), (topics.ACCOUNT_EVENTS.name,)),
-    "transfers": (("transfer_to_view",), (topics.TRANSFER_EVENTS.name,)),
-    "customers": (("customer_to_view",), (topics.CUSTOMER_EVENTS.name, topics.CUSTOMER_ACCOUNTS.name)),
-    "emails": (("email_to_customer",), (topics.CUSTOMER_EMAILS.name,)),
-    "outcomes": (("command_to_outcome",), (topics.COMMAND_OUTCOMES.name,)),
-}
-VIEW_OF_TABLE = {table: view for view, (tables, _) in VIEWS.items() for table in tables}
 
 
 def prefix(generation: int) -> str:

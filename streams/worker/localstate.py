@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..contract import topics
 from ..config import Settings
+from ..topology import TABLES
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def local_partitions(settings: Settings) -> list[tuple[str, int, Path]]:
     found = []
     for path in sorted(tables_dir(settings).glob("*-*.db")):
         name, _, partition = path.name[:-len(".db")].rpartition("-")
-        if name in topics.TABLES and partition.isdigit():
+        if name in TABLES and partition.isdigit():
             found.append((name, int(partition), path))
     return found
 

@@ -29,18 +29,11 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.process_collector import ProcessCollector
 
 from ..contract import topics
+from ..topology import VIEW_AGENTS  # view agent → its view's table: its staleness is the agent's
 from .liveness import fetch_position
 
 log = logging.getLogger(__name__)
 
-#: View agents → the view (table) they keep: its staleness is the agent's.
-VIEW_AGENTS = {
-    "project_accounts": "account_to_view",
-    "project_customers": "customer_to_view",
-    "project_transfers": "transfer_to_view",
-    "index_emails": "email_to_customer",
-    "record_outcomes": "command_to_outcome",
-}
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 

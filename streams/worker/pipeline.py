@@ -13,7 +13,8 @@ import faust
 from ..config import Settings
 from ..contract.avro import Codec
 from ..kafka.transactions import PartitionEffects
-from ..services.generations import VIEW_OF_TABLE, ServedGenerations, prefix
+from ..services.generations import ServedGenerations, prefix
+from ..topology import VIEW_OF_TABLE
 from ..services.handling import KeyPrefixed, Origin, Outgoing
 from .batches import BatchedTable, coalesce
 from .metrics import Metrics

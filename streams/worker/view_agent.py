@@ -19,7 +19,8 @@ from ..contract import topics
 from ..contract.avro import Codec, DecodeError
 from ..config import Settings
 from ..domain.rebuild import ViewEntries, ViewHandoff
-from ..services.generations import VIEW_OF_TABLE, ServedGenerations, handoff_key, prefix
+from ..services.generations import ServedGenerations, handoff_key, prefix
+from ..topology import VIEW_BY_NAME
 from ..services.handling import KeyPrefixed, Origin, Outgoing
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class ViewAgent:
 
     @property
     def marker_table(self) -> MutableMapping:
-        return self.tables[next(t for t, v in VIEW_OF_TABLE.items() if v == self.view)]
+        return self.tables[VIEW_BY_NAME[self.view].table]
 
     def handoff_offset(self, generation: int, topic: str, partition: int) -> int | None:
         where = (generation, topic, partition)

@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from faults import CLUSTER_KAFKA_PORT, bank_verify, own_kafka, own_workers, quiesce, storm_through
 from streams.dev import local_broker
+from streams import topology
 from streams.contract import topics
 from streams.client import BankClient, OutcomeReader
 from streams.domain.transfers import TERMINAL
@@ -40,7 +41,7 @@ def test_a_broker_killed_mid_storm_in_a_three_broker_cluster_loses_nothing(tmp_p
         ledger = open_accounts(client, reader, "cust-cluster", ACCOUNTS, zero_every=8)
 
         replication = replication_of_every_topic(settings)
-        wanted = {spec.name for spec in topics.ALL_TOPICS} | {topics.changelog_topic(t) for t in topics.TABLES}
+        wanted = {spec.name for spec in topics.ALL_TOPICS} | {topics.changelog_topic(t) for t in topology.TABLES}
         assert wanted <= set(replication), wanted - set(replication)
         # Every topic, the workers' own (Faust's leader topic) included, is replicated 3 times with min ISR 2.
         assert {name: r for name, r in replication.items() if r != ({3}, "2")} == {}

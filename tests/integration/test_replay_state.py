@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from conftest import wait_until_serving
 from streams.worker import localstate
+from streams import topology
 from streams.contract import topics
 from streams.client import BankClient, OutcomeReader
 from streams.dev.traffic import open_accounts, resend_unanswered, transfer_storm
@@ -50,7 +51,7 @@ def start_supervised(workers, restarts: list, attempts: int = 3) -> None:
 
 def delete_changelogs(settings) -> None:
     admin = AdminClient(settings.confluent_config())
-    for future in admin.delete_topics([topics.changelog_topic(t) for t in topics.TABLES]).values():
+    for future in admin.delete_topics([topics.changelog_topic(t) for t in topology.TABLES]).values():
         future.result()
 
 

@@ -711,10 +711,11 @@ def test_given_the_clean_log_then_the_report_says_how_many_changelog_entries_it_
 
 
 def test_given_verify_spells_the_processors_table_keys_itself_then_they_are_the_processors(log):
+    from streams import topology
     from streams.ops import verify
     from streams.services.projections import history_key
     assert (verify.STATE_KEY, verify.DEDUP_KEY) == (STATE_PREFIX, COMMAND_PREFIX)
-    assert set(STATE_TABLES) <= set(topics.TABLES) and {HISTORY_VIEW, OUTCOME_VIEW} <= set(topics.TABLES)
+    assert set(STATE_TABLES) <= set(topology.TABLES) and {HISTORY_VIEW, OUTCOME_VIEW} <= set(topology.TABLES)
     assert {r.key for r in log.views[HISTORY_VIEW]} >= {history_key("a1", 1), history_key("a3", 3)}
 
 
