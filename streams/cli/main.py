@@ -259,12 +259,12 @@ def deadletter():
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N records (the oldest first).")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to read the topics.")
 def deadletter_list(as_json: bool, limit: int | None, timeout: float):
-    from ..ops.deadletters import DeadletterUnavailable, read_parked, read_replayed
+    from ..ops.deadletters import DeadletterUnavailable, read_parked, read_resent
 
     settings = Settings.from_env()
     try:
         parked = read_parked(settings, timeout, limit)
-        replayed = read_replayed(settings, timeout) if parked else set()
+        replayed = read_resent(settings, timeout) if parked else set()
     except DeadletterUnavailable as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
@@ -282,13 +282,13 @@ def deadletter_list(as_json: bool, limit: int | None, timeout: float):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per Kafka step.")
 def deadletter_replay(topic: str | None, dry_run: bool, force: bool, as_json: bool, timeout: float):
-    from ..ops.deadletters import DeadletterUnavailable, replay
+    from ..ops.deadletters import DeadletterUnavailable, resend
 
     def report(result):
         click.echo(json.dumps(result.to_dict()) if as_json else result.line())
 
     try:
-        results = replay(Settings.from_env(), topic=topic, dry_run=dry_run, force=force, timeout=timeout,
+        results = resend(Settings.from_env(), topic=topic, dry_run=dry_run, force=force, timeout=timeout,
                          report=report)
     except DeadletterUnavailable as exc:
         click.echo(f"Error: {exc}", err=True)

@@ -1,8 +1,10 @@
-"""Topic administration with confluent-kafka."""
+"""Topic and group administration with confluent-kafka."""
 from __future__ import annotations
 
 import logging
+import time
 
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..contract import topics
@@ -10,6 +12,10 @@ from ..config import Settings
 from ..topology import TABLES
 
 log = logging.getLogger(__name__)
+
+
+class AdminError(RuntimeError):
+    """An administrative request failed; the message says which and why."""
 
 
 def topic_config(spec: topics.TopicSpec, settings: Settings) -> dict:
@@ -60,9 +66,6 @@ def purge_processed_commands(settings, group: str, topic: str, partitions, timeo
     plaintext `CreateCustomer` (the contract lets any producer write one) so leaves the commands topic
     once processed. Returns partition → the new start offset.
     """
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient
-
     admin = admin or AdminClient(settings.confluent_config())
     wanted = [TopicPartition(topic, p) for p in partitions]
     listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, wanted)],
@@ -75,3 +78,83 @@ def purge_processed_commands(settings, group: str, topic: str, partitions, timeo
         done[tp.partition] = future.result(timeout).low_watermark
     log.info("purged the processed records of %s[%d] before offset %d", topic, tp.partition, done[tp.partition])
     return done
+
+
+def committed_behind(settings: Settings, group: str, topic: str, ends: dict[int, int]) -> int:
+    """How many records of `topic` before `ends` (partition → offset) `group` has not committed yet."""
+    admin = AdminClient(settings.confluent_config())
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in ends])
+    result = admin.list_consumer_group_offsets([request], request_timeout=15)[group].result(timeout=20)
+    behind = 0
+    for tp in result.topic_partitions:
+        committed = tp.offset if tp.offset is not None and tp.offset >= 0 else 0
+        behind += max(0, ends[tp.partition] - committed)
+    return behind
+
+
+def group_members(settings: Settings, group: str) -> int:
+    """Members of the consumer group `group` (0 when none runs). Raises AdminError."""
+    admin = AdminClient(settings.confluent_config())
+    try:
+        described = admin.describe_consumer_groups([group], request_timeout=15)[group].result(timeout=20)
+    except Exception as exc:
+        if "GROUP_ID_NOT_FOUND" in str(exc):
+            return 0
+        raise AdminError(f"cannot describe the workers' group: {exc}") from None
+    return len(described.members or [])
+
+
+def recreate_changelogs(settings: Settings, timeout: float = 180.0) -> None:
+    """Deletes every table changelog topic and creates it again, empty. Raises AdminError."""
+    admin = AdminClient(settings.confluent_config())
+    names = [topics.changelog_topic(t) for t in TABLES]
+    existing = set(admin.list_topics(timeout=30).topics)
+    doomed = [n for n in names if n in existing]
+    if doomed:
+        for name, future in admin.delete_topics(doomed, operation_timeout=60, request_timeout=60).items():
+            try:
+                future.result()
+            except Exception as exc:
+                if "UNKNOWN_TOPIC" not in str(exc):
+                    raise AdminError(f"cannot delete {name}: {exc}") from None
+    deadline = time.monotonic() + timeout
+    while doomed:  # deletion finishes in the background: wait until they are gone before creating any
+        existing = set(admin.list_topics(timeout=30).topics)
+        doomed = [n for n in doomed if n in existing]
+        if doomed and time.monotonic() > deadline:
+            raise AdminError(f"the changelog topics were not deleted in {timeout:g}s: {', '.join(doomed)}")
+        if doomed:
+            time.sleep(1)
+    last_error = None
+    while True:  # creating right after a deletion may still fail for a moment: retry
+        try:
+            create_topics(settings)
+            if set(names) <= set(admin.list_topics(timeout=30).topics):
+                return
+        except Exception as exc:
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise AdminError(f"the changelog topics could not be created in {timeout:g}s: {last_error}")
+        time.sleep(1)
+
+
+def ensure_topic(settings: Settings, name: str, *, partitions: int, compacted: bool, timeout: float = 30.0) -> None:
+    """Creates the topic `name` unless it exists (topics made on demand, outside `streams.contract.topics`)."""
+    admin = AdminClient(settings.confluent_config())
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except Exception as exc:
+        raise AdminError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+    if name in existing:
+        return
+    config = {"cleanup.policy": "compact"} if compacted else {}
+    if settings.replication_factor >= 3:
+        config["min.insync.replicas"] = "2"
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                            replication_factor=settings.replication_factor, config=config)],
+                                  operation_timeout=timeout, request_timeout=timeout)
+    try:
+        futures[name].result()
+    except Exception as exc:
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise AdminError(f"cannot create {name}: {exc}") from None

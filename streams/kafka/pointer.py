@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
 from ..config import Settings
 from ..contract import topics
 from ..services.generations import POINTER_KEY, POINTER_PARTITION, Pointer, ServedGenerations
+from .reader import OffsetsUnreadable, Reader, ReadTimeout, Unreachable, new_consumer
 
 log = logging.getLogger(__name__)
 
@@ -18,57 +20,40 @@ class PointerUnavailable(RuntimeError):
     pass
 
 
-def _consumer(settings: Settings):
-    from confluent_kafka import Consumer
-
-    from ..ops.verify import _quiet_logger
-    return Consumer(settings.consumer_config(**{
-        "group.id": f"bank-generations-{uuid.uuid4().hex}", "enable.auto.commit": False,
-        "auto.offset.reset": "earliest", "logger": _quiet_logger()}))
-
-
 def read_pointer(settings: Settings, timeout: float = 15.0) -> Pointer:
     """The latest pointer; generation 0 everywhere when the topic is empty or does not exist yet."""
-    from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
-
-    consumer = _consumer(settings)
-    try:
+    with Reader(settings, "generations", timeout) as reader:
         try:
-            metadata = consumer.list_topics(timeout=timeout)
-        except KafkaException as exc:
-            raise PointerUnavailable(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
-        if topics.VIEW_GENERATIONS.name not in metadata.topics:
+            existing = reader.topics(timeout=timeout)
+        except Unreachable as exc:
+            raise PointerUnavailable(str(exc)) from None
+        if topics.VIEW_GENERATIONS.name not in existing:
             return Pointer()
-        tp = TopicPartition(topics.VIEW_GENERATIONS.name, POINTER_PARTITION)
-        deadline = time.monotonic() + timeout
+        where = (topics.VIEW_GENERATIONS.name, POINTER_PARTITION)
         while True:
             try:
-                low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+                low, high = reader.watermarks(*where, timeout=timeout)
                 break
-            except KafkaException as exc:
+            except OffsetsUnreadable as exc:
                 # A topic created a moment ago on a broker that just started may not have its leader
                 # yet (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE): transient, so ask again.
-                if time.monotonic() > deadline:
-                    raise PointerUnavailable(f"cannot read {tp.topic}: {exc}") from None
+                if time.monotonic() > reader.deadline:
+                    raise PointerUnavailable(f"cannot read {where[0]}: {exc.cause}") from None
                 time.sleep(0.2)
         if high <= low:
             return Pointer()
-        consumer.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)])
-        latest, deadline = None, time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in consumer.consume(500, timeout=0.5):
-                if message.error() is None and message.key() == POINTER_KEY:
+        reader.deadline = time.monotonic() + timeout  # as long again to read it
+        latest = None
+        try:
+            for message in reader.read({where: high}, batch=500, fatal=None):
+                if message.key() == POINTER_KEY:
                     latest = message.value()
-                if message.error() is None and message.offset() + 1 >= high:
-                    return Pointer.from_json(latest)
-        raise PointerUnavailable(f"timed out reading {topics.VIEW_GENERATIONS.name}")
-    finally:
-        consumer.close()
+        except ReadTimeout:
+            raise PointerUnavailable(f"timed out reading {topics.VIEW_GENERATIONS.name}") from None
+        return Pointer.from_json(latest)
 
 
 def write_pointer(settings: Settings, pointer: Pointer, timeout: float = 15.0) -> None:
-    from confluent_kafka import Producer
-
     producer = Producer(settings.confluent_config(**{"acks": "all", "enable.idempotence": True}))
     failures = []
     producer.produce(topics.VIEW_GENERATIONS.name, key=POINTER_KEY, value=pointer.to_json(),
@@ -95,12 +80,10 @@ def follow(generations: ServedGenerations, settings: Settings, interval: float =
 
 
 def _follow(generations: ServedGenerations, settings: Settings, interval: float) -> None:
-    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
     while not generations._stop.is_set():
         consumer = None
         try:
-            consumer = _consumer(settings)
+            consumer = new_consumer(settings, "generations")
             consumer.assign([TopicPartition(topics.VIEW_GENERATIONS.name, POINTER_PARTITION, OFFSET_BEGINNING)])
             while not generations._stop.is_set():
                 for message in consumer.consume(100, timeout=interval):

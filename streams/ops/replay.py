@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ..contract import topics
 from ..contract.avro import Codec, DecodeError
-from ..kafka.producer import produce_when_room
+from ..kafka.admin import AdminError, committed_behind, group_members, recreate_changelogs
+from ..kafka.producer import BulkProducer, ProduceFailed
+from ..kafka.reader import Reader, ReadError, ReadTimeout
 from ..config import Settings
 from ..domain import accounts, customers, emails, transfers
 from ..domain.base import Event
@@ -35,7 +36,7 @@ from ..services.generations import Pointer, prefix
 from ..kafka.pointer import read_pointer, write_pointer
 from ..services.commands import COMMAND_PREFIX, STATE_PREFIX
 from ..services.handling import Origin
-from ..topology import TABLES, VIEW_BY_NAME, VIEWS
+from ..topology import VIEW_BY_NAME, VIEWS
 from ..contract.records import COMMAND_TYPES
 
 GROUP = topics.APP_ID  # the workers' consumer group
@@ -93,72 +94,40 @@ class Snapshot:
     seconds: float = 0.0
 
 
-def _quiet():
-    from .verify import _quiet_logger
-    return _quiet_logger()
-
-
 def read(settings: Settings, names: Iterable[str], handle: Callable[[str, int, int, bytes, bytes], None], *,
          progress: Progress | None = None, timeout: float = 600.0) -> Snapshot:
     """Calls `handle(topic, partition, offset, key, value)` for every record of `names` from the
     beginning to the end offsets seen at start. Missing topics are read as empty."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
-    consumer = Consumer(settings.consumer_config(**{
-        "group.id": f"bank-replay-{uuid.uuid4().hex}", "enable.auto.commit": False,
-        "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "logger": _quiet(),
-        "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        "queued.max.messages.kbytes": 256 * 1024}))
     snapshot = Snapshot()
     started = time.monotonic()
-    deadline = started + timeout
-    try:
+    count = 0
+    with Reader(settings, "replay", timeout, **{
+            "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            "queued.max.messages.kbytes": 256 * 1024}) as reader:
         try:
-            metadata = consumer.list_topics(timeout=30)
-        except KafkaException as exc:
-            raise ReplayError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
-        pending: dict[tuple[str, int], int] = {}
-        total = 0
-        for name in names:
-            if name not in metadata.topics:
-                continue
-            for partition in sorted(metadata.topics[name].partitions):
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=30, cached=False)
-                snapshot.ends[(name, partition)] = high
-                if high > low:
-                    pending[(name, partition)] = high
-                    total += high - low
-        if progress is not None:
-            progress.total = total
-        if pending:
-            consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in pending])
-        count = 0
-        while pending:
-            if time.monotonic() > deadline:
-                raise ReplayError(f"timed out after {timeout:g}s reading the log")
-            messages = consumer.consume(num_messages=10_000, timeout=0.5)
-            for message in messages:
-                if message.error() is not None:
-                    continue
-                topic, partition, offset = message.topic(), message.partition(), message.offset()
-                end = pending.get((topic, partition))
-                if end is None or offset >= end:
-                    continue
-                handle(topic, partition, offset, message.key(), message.value())
-                count += 1
-                if offset + 1 >= end:
-                    del pending[(topic, partition)]
-            if pending and not messages:  # transaction markers may sit at the end: go by the position
-                for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):
-                    if 0 <= pending[(tp.topic, tp.partition)] <= tp.offset:
-                        pending.pop((tp.topic, tp.partition), None)
+            existing = reader.topics(timeout=30)
+            found = {}
+            for name in names:
+                if name in existing:
+                    for partition in sorted(existing[name].partitions):
+                        found[(name, partition)] = reader.watermarks(name, partition, timeout=30)
+            snapshot.ends = {where: high for where, (low, high) in found.items()}
+            pending = {where: high for where, (low, high) in found.items() if high > low}
             if progress is not None:
-                progress.update(count)
-        snapshot.records = count
-    finally:
-        consumer.close()
+                progress.total = sum(high - low for low, high in found.values() if high > low)
+            for message in reader.read(pending, batch=10_000, fatal=None):
+                handle(message.topic(), message.partition(), message.offset(), message.key(), message.value())
+                count += 1
+                if progress is not None and count % 1000 == 0:
+                    progress.update(count)
+        except ReadTimeout:
+            raise ReplayError(f"timed out after {timeout:g}s reading the log") from None
+        except ReadError as exc:
+            raise ReplayError(str(exc)) from None
+    snapshot.records = count
     snapshot.seconds = time.monotonic() - started
     if progress is not None:
+        progress.update(count)
         progress.finish()
     return snapshot
 
@@ -239,52 +208,25 @@ def _value_bytes(value, codec: Codec) -> bytes:
     return FoldCodec(codec).encoded(value)
 
 
-class _Producer:
-    def __init__(self, settings: Settings):
-        from confluent_kafka import Producer
-
-        self.producer = Producer(settings.confluent_config(**{
-            "acks": "all", "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
-            "message.max.bytes": 1_000_000, "logger": _quiet()}))
-        self.failures: list = []
-        self.sent = 0
-
-    def send(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
-        produce_when_room(self.producer, topic, wait=0.1, key=key, value=value, partition=partition,
-                          on_delivery=lambda err, msg: err and self.failures.append(err))
-        self.sent += 1
-        self.producer.poll(0)
-
-    def flush(self, timeout: float = 60.0) -> None:
-        if self.producer.flush(timeout) or self.failures:
-            raise ReplayError(f"could not write to Kafka: {self.failures[:3] or 'timed out'}")
-
-
-def committed_behind(settings: Settings, ends: dict[int, int]) -> int:
-    """How many records of bank.view-rebuild the workers' group has not committed yet."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(settings.confluent_config())
-    request = ConsumerGroupTopicPartitions(GROUP, [TopicPartition(topics.VIEW_REBUILD.name, p) for p in ends])
-    result = admin.list_consumer_group_offsets([request], request_timeout=15)[GROUP].result(timeout=20)
-    behind = 0
-    for tp in result.topic_partitions:
-        committed = tp.offset if tp.offset is not None and tp.offset >= 0 else 0
-        behind += max(0, ends[tp.partition] - committed)
-    return behind
-
-
 def _rebuild_ends(settings: Settings) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
+    with Reader(settings, "replay-ends", 30) as reader:
+        metadata = reader.topics(topics.VIEW_REBUILD.name, timeout=30)[topics.VIEW_REBUILD.name]
+        return {p: reader.watermarks(topics.VIEW_REBUILD.name, p, timeout=30)[1] for p in metadata.partitions}
 
-    consumer = Consumer(settings.consumer_config(**{"group.id": "bank-replay-ends", "logger": _quiet()}))
+
+def _flush(producer: BulkProducer) -> None:
     try:
-        metadata = consumer.list_topics(topics.VIEW_REBUILD.name, timeout=30).topics[topics.VIEW_REBUILD.name]
-        return {p: consumer.get_watermark_offsets(TopicPartition(topics.VIEW_REBUILD.name, p), timeout=30,
-                                                  cached=False)[1] for p in metadata.partitions}
-    finally:
-        consumer.close()
+        producer.flush()
+    except ProduceFailed as exc:
+        raise ReplayError(str(exc)) from None
+
+
+def running_workers(settings: Settings) -> int:
+    """Members of the workers' consumer group (0 when none runs)."""
+    try:
+        return group_members(settings, GROUP)
+    except AdminError as exc:
+        raise ReplayError(str(exc)) from None
 
 
 @dataclass
@@ -322,7 +264,7 @@ def replay_views(settings: Settings, views: Iterable[str] | None = None, *, show
     fold = fold_views(settings, views, codec=codec, timeout=timeout,
                       progress=Progress("reading the log", 0, show_progress))
     started = time.monotonic()
-    producer = _Producer(settings)
+    producer = BulkProducer(settings)
     entries = 0
     for view in views:
         for partition, tables in sorted(fold.entries[view].items()):
@@ -337,12 +279,12 @@ def replay_views(settings: Settings, views: Iterable[str] | None = None, *, show
             handoff = ViewHandoff(generation=generations[view], view=view, partition=partition, topics=sources,
                                   offsets=tuple(fold.snapshot.ends.get((t, partition), 0) for t in sources))
             producer.send(topics.VIEW_REBUILD.name, partition, view.encode(), codec.encode(handoff))
-    producer.flush()
+    _flush(producer)
     ends = _rebuild_ends(settings)
-    total = committed_behind(settings, ends)
+    total = committed_behind(settings, GROUP, topics.VIEW_REBUILD.name, ends)
     progress = Progress("workers loading", total, show_progress)
     deadline = time.monotonic() + timeout
-    while (behind := committed_behind(settings, ends)) > 0:
+    while (behind := committed_behind(settings, GROUP, topics.VIEW_REBUILD.name, ends)) > 0:
         progress.update(total - behind)
         if time.monotonic() > deadline:
             progress.finish()
@@ -392,59 +334,6 @@ class StateReport:
                 "entries": self.entries, "dedup_entries": self.dedup_entries,
                 "pending_transfers": self.pending_transfers, "view_entries": self.view_entries,
                 "read_seconds": round(self.read_seconds, 3), "write_seconds": round(self.write_seconds, 3)}
-
-
-def running_workers(settings: Settings) -> int:
-    """Members of the workers' consumer group (0 when none runs)."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(settings.confluent_config())
-    try:
-        described = admin.describe_consumer_groups([GROUP], request_timeout=15)[GROUP].result(timeout=20)
-    except Exception as exc:
-        if "GROUP_ID_NOT_FOUND" in str(exc):
-            return 0
-        raise ReplayError(f"cannot describe the workers' group: {exc}") from None
-    return len(described.members or [])
-
-
-def recreate_changelogs(settings: Settings, timeout: float = 180.0,
-                        log: Callable[[str], None] = lambda line: None) -> None:
-    """Deletes every table changelog topic and creates it again, empty."""
-    from confluent_kafka.admin import AdminClient
-
-    from ..kafka.admin import create_topics
-
-    admin = AdminClient(settings.confluent_config())
-    names = [topics.changelog_topic(t) for t in TABLES]
-    existing = set(admin.list_topics(timeout=30).topics)
-    doomed = [n for n in names if n in existing]
-    if doomed:
-        for name, future in admin.delete_topics(doomed, operation_timeout=60, request_timeout=60).items():
-            try:
-                future.result()
-            except Exception as exc:
-                if "UNKNOWN_TOPIC" not in str(exc):
-                    raise ReplayError(f"cannot delete {name}: {exc}") from None
-    deadline = time.monotonic() + timeout
-    while doomed:  # deletion finishes in the background: wait until they are gone before creating any
-        existing = set(admin.list_topics(timeout=30).topics)
-        doomed = [n for n in doomed if n in existing]
-        if doomed and time.monotonic() > deadline:
-            raise ReplayError(f"the changelog topics were not deleted in {timeout:g}s: {', '.join(doomed)}")
-        if doomed:
-            time.sleep(1)
-    last_error = None
-    while True:  # creating right after a deletion may still fail for a moment: retry
-        try:
-            create_topics(settings)
-            if set(names) <= set(admin.list_topics(timeout=30).topics):
-                return
-        except Exception as exc:
-            last_error = exc
-        if time.monotonic() > deadline:
-            raise ReplayError(f"the changelog topics could not be created in {timeout:g}s: {last_error}")
-        time.sleep(1)
 
 
 def replay_state(settings: Settings, *, force: bool = False, show_progress: bool = True, timeout: float = 600.0,
@@ -560,19 +449,22 @@ def replay_state(settings: Settings, *, force: bool = False, show_progress: bool
                     view_entries += 1
 
     started = time.monotonic()
-    recreate_changelogs(settings)
+    try:
+        recreate_changelogs(settings)
+    except AdminError as exc:
+        raise ReplayError(str(exc)) from None
     if pointer.building:  # an unfinished view build cannot survive its changelogs
         write_pointer(settings, Pointer(dict(pointer.serving), {}))
     total = sum(len(c) for per in out.values() for c in per.values())
     progress = Progress("writing changelogs", total, show_progress)
-    producer = _Producer(settings)
+    producer = BulkProducer(settings)
     for table, per_partition in out.items():
         changelog = topics.changelog_topic(table)
         for partition, content in per_partition.items():
             for key, value in content.items():
                 producer.send(changelog, partition, key.encode(), value)
                 progress.update(producer.sent)
-    producer.flush()
+    _flush(producer)
     progress.update(producer.sent)
     progress.finish()
     entries = total - view_entries

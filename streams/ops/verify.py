@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import time
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -80,6 +78,9 @@ from ..domain.transfers import (
     TransferRefunded,
 )
 from ..contract.records import COMMAND_TYPES
+from ..kafka.pointer import PointerUnavailable, read_pointer
+from ..kafka.reader import Reader, ReadError, ReadTimeout
+from ..services.generations import strip
 
 ZERO = Decimal("0.00")
 
@@ -228,20 +229,11 @@ class KafkaUnavailable(RuntimeError):
     """The cluster could not be reached (or did not answer in time)."""
 
 
-def _quiet_logger() -> logging.Logger:
-    logger = logging.getLogger("streams.verify.librdkafka")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    return logger
-
-
 def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, codec: Codec | None = None) -> Log:
     """Reads and decodes every topic `check` needs, from the beginning to the end offsets seen at start.
 
     Raises `KafkaUnavailable` when the cluster does not answer or the read does not finish in `timeout`.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-    from ..kafka.reader import fatal_read_error
 
     codec = codec or Codec()
     deadline = time.monotonic() + timeout
@@ -258,67 +250,23 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
         for table in STATE_TABLES:
             wanted[changelog_topic(table)] = "states"
 
-    consumer = Consumer(settings.consumer_config(**{
-        "group.id": f"bank-verify-{uuid.uuid4().hex}", "enable.auto.commit": False,
-        "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "enable.partition.eof": False,
-        "logger": _quiet_logger(),
-    }))
-    try:
-        def left() -> float:
-            return max(0.1, deadline - time.monotonic())
-
+    received: dict[tuple[str, int], list] = defaultdict(list)
+    with Reader(settings, "verify", timeout, **{"enable.partition.eof": False}) as reader:
         try:
-            metadata = consumer.list_topics(timeout=left())
-        except KafkaException as exc:
-            raise KafkaUnavailable(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
-        missing = [name for name in wanted if name not in metadata.topics or metadata.topics[name].error is not None]
-        ends: dict[tuple[str, int], int] = {}
-        for name in wanted:
-            if name in missing:
-                continue
-            for partition in sorted(metadata.topics[name].partitions):
-                try:
-                    low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=left(),
-                                                               cached=False)
-                except KafkaException as exc:
-                    raise KafkaUnavailable(f"cannot read the offsets of {name}[{partition}]: {exc}") from None
-                if high > low:
-                    ends[(name, partition)] = high
-        received: dict[tuple[str, int], list] = defaultdict(list)
-        pending = dict(ends)
-        if pending:
-            consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in pending])
-        while pending:
-            if time.monotonic() > deadline:
-                behind = ", ".join(f"{t}[{p}]" for t, p in sorted(pending))
-                raise KafkaUnavailable(f"timed out after {timeout:g}s reading the log; not finished: {behind}")
-            messages = consumer.consume(num_messages=2000, timeout=min(0.5, left()))
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if fatal_read_error(error):
-                        raise KafkaUnavailable(f"error reading {message.topic()}: {error}")
-                    continue
-                where = (message.topic(), message.partition())
-                end = ends.get(where)
-                if end is None or message.offset() >= end or where not in pending:
-                    continue
-                received[where].append((message.offset(), message.key(), message.value()))
-                if message.offset() + 1 >= end:
-                    del pending[where]
-            if pending and not messages:
-                # Control records (transaction markers) may sit at the end: go by the fetch position.
-                for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):
-                    if tp.offset >= 0 and tp.offset >= ends[(tp.topic, tp.partition)]:
-                        pending.pop((tp.topic, tp.partition), None)
-    finally:
-        consumer.close()
+            partitions, missing = reader.ends(wanted)
+            ends = {where: high for where, (low, high) in partitions.items() if high > low}
+            for message in reader.read(ends):
+                received[(message.topic(), message.partition())].append(
+                    (message.offset(), message.key(), message.value()))
+        except ReadTimeout as exc:
+            behind = ", ".join(f"{t}[{p}]" for t, p in exc.pending)
+            raise KafkaUnavailable(f"timed out after {timeout:g}s reading the log; not finished: {behind}") from None
+        except ReadError as exc:  # unreachable, offsets unreadable, a fatal error: the message says which
+            raise KafkaUnavailable(str(exc)) from None
 
     if views:  # the views' tables hold every generation; the one served is the one to check
-        from ..kafka.pointer import PointerUnavailable, read_pointer
-        from ..services.generations import VIEW_OF_TABLE, strip
         try:
-            pointer = read_pointer(settings, timeout=left())
+            pointer = read_pointer(settings, timeout=max(0.1, deadline - time.monotonic()))
         except PointerUnavailable as exc:
             raise KafkaUnavailable(str(exc)) from None
     log = Log(views={} if views else None, states={} if views else None, missing_topics=sorted(missing))
@@ -346,7 +294,7 @@ def read_log(settings: Settings, *, views: bool = True, timeout: float = 30.0, c
         elif role == "states":  # no generations: the processors' tables are rebuilt in place
             log.states[_table_of(name)] = records
         else:
-            generation = pointer.serving_of(VIEW_OF_TABLE[_table_of(name)])
+            generation = pointer.serving_of(topology.VIEW_OF_TABLE[_table_of(name)])
             log.views[_table_of(name)] = [
                 dataclasses.replace(r, key=strip(r.key, generation)) for r in records
                 if r.key is not None and strip(r.key, generation) is not None]

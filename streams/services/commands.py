@@ -38,7 +38,7 @@ class CommandProcessor:
         # (sealing personal data); `waiting` holds the encoded steps the aggregate still waits on once this
         # command is handled (a reply's own step left out). For a redelivery (`redelivered=True`: its records
         # are re-emitted, nothing is decided) its return is ignored: it only writes again what it keeps
-        # (the customer's key), as `_replay` does with the dedup and state entries.
+        # (the customer's key), as `_answer_redelivery` does with the dedup and state entries.
         # `applied(events, origin)` runs after its events are stored, and again when a redelivery re-emits
         # them (deleting a forgotten key).
         self.prepare = prepare or (lambda state, command, waiting, redelivered=False: command)
@@ -75,7 +75,7 @@ class CommandProcessor:
         seen = self.processed.get(command.command_id)
         if seen is not None:
             self.observe(type(command).__name__, "DUPLICATE", None)
-            return self._replay(command, seen, origin)
+            return self._answer_redelivery(command, seen, origin)
 
         state_bytes = self.states.get(aggregate_id)
         state = self.codec.decode(state_bytes) if state_bytes is not None else None
@@ -151,7 +151,7 @@ class CommandProcessor:
             out.append(Outgoing(topics.COMMAND_OUTCOMES.name, outcome_id, processed.outcome))
         return out
 
-    def _replay(self, command, seen: bytes, origin: Origin) -> list[Outgoing]:
+    def _answer_redelivery(self, command, seen: bytes, origin: Origin) -> list[Outgoing]:
         processed: ProcessedCommand = self.codec.decode(seen)
         # Write both entries again: if the first writes reached local RocksDB but not the
         # changelog before a crash (or with an aborted transaction), this puts them on the changelog too.

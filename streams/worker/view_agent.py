@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Callable, MutableMapping
 
 from ..contract import topics
 from ..contract.avro import Codec, DecodeError
 from ..config import Settings
+from ..kafka.reader import read_range
 from ..domain.rebuild import ViewEntries, ViewHandoff
 from ..services.generations import ServedGenerations, handoff_key, prefix
 from ..topology import VIEW_BY_NAME
@@ -113,34 +113,3 @@ class ViewAgent:
                             start, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-
-
-def read_range(settings: Settings, topic: str, partition: int, start: int, timeout: float = 60.0):
-    """(offset, key, value) of `topic[partition]` from `start` to its end now."""
-    import time
-
-    from confluent_kafka import Consumer, TopicPartition
-
-    from ..ops.verify import _quiet_logger
-    consumer = Consumer(settings.consumer_config(**{
-        "group.id": f"bank-handoff-{uuid.uuid4().hex}", "enable.auto.commit": False,
-        "auto.offset.reset": "earliest", "logger": _quiet_logger()}))
-    try:
-        _, end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout, cached=False)
-        if end <= start:
-            return []
-        consumer.assign([TopicPartition(topic, partition, start)])
-        out, deadline = [], time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in consumer.consume(2000, timeout=0.5):
-                if message.error() is not None or message.offset() >= end:
-                    continue
-                out.append((message.offset(), message.key(), message.value()))
-                if message.offset() + 1 >= end:
-                    return out
-            position = consumer.position([TopicPartition(topic, partition)])[0].offset
-            if position >= end:
-                return out
-        raise TimeoutError(f"reading {topic}[{partition}] {start}..{end} took longer than {timeout:g}s")
-    finally:
-        consumer.close()

@@ -137,9 +137,9 @@ def test_a_letter_that_kept_the_value_lists_it_as_before():
 def dry_replay(monkeypatch, records, fetch):
     from streams.ops import deadletters
     monkeypatch.setattr(deadletters, "read_parked", lambda settings, timeout: records)
-    monkeypatch.setattr(deadletters, "read_replayed", lambda settings, timeout: set())
+    monkeypatch.setattr(deadletters, "read_resent", lambda settings, timeout: set())
     return {r.record.marker: (r.action, r.detail, r.record)
-            for r in deadletters.replay(Settings(), dry_run=True, fetch=fetch)}
+            for r in deadletters.resend(Settings(), dry_run=True, fetch=fetch)}
 
 
 def test_replaying_a_letter_that_omitted_the_value_reads_the_original_at_its_source_offset(monkeypatch):
