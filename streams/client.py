@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-
 from .contract import topics
 from .contract.avro import Codec, DecodeError
 from .config import Settings
@@ -21,7 +19,8 @@ from .domain import accounts, customers, transfers
 from .domain.base import Command
 from .domain.outcomes import CommandOutcome
 from .contract.jsonio import new_id
-from .kafka.producer import produce_when_room, producer_config
+from .kafka.producer import Producer, ProduceError, produce_when_room, producer_config
+from .kafka.reader import Reader
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class BankClient:
                 if delivered.done():
                     return
                 if err is not None:
-                    delivered.set_exception(KafkaException(err))
+                    delivered.set_exception(ProduceError(err))
                 else:
                     delivered.set_result(None)
             loop.call_soon_threadsafe(settle)
@@ -77,7 +76,7 @@ class BankClient:
             raise TimeoutError(f"{remaining} commands were not delivered within {timeout}s")
         if self._errors:
             errors, self._errors = self._errors, []
-            raise KafkaException(f"{len(errors)} commands failed: {errors[0]}")
+            raise ProduceError(f"{len(errors)} commands failed: {errors[0]}")
 
     def close(self) -> None:
         self._stop.set()
@@ -159,19 +158,13 @@ class OutcomeReader:
 
     def __init__(self, settings: Settings, codec: Codec | None = None):
         self.codec = codec or Codec()
-        self.consumer = Consumer(settings.consumer_config(**{
-            "group.id": f"bank-outcome-reader-{new_id()}", "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "enable.partition.eof": False,
-        }))
+        self.reader = Reader(settings, "outcome-reader", 10.0, **{"enable.partition.eof": False})
         name = topics.COMMAND_OUTCOMES.name
-        metadata = self.consumer.list_topics(name, timeout=10)
-        if name not in metadata.topics or metadata.topics[name].error is not None:
+        existing = self.reader.topics(name, timeout=10)
+        if name not in existing or existing[name].error is not None:
             raise RuntimeError(f"topic {name} does not exist: run `bank topics create`")
-        assignment = []
-        for partition in metadata.topics[name].partitions:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
-            assignment.append(TopicPartition(name, partition, high))
-        self.consumer.assign(assignment)
+        self.reader.assign({(name, partition): self.reader.watermarks(name, partition, timeout=10)[1]
+                            for partition in existing[name].partitions})
         self.outcomes: dict[str, CommandOutcome] = {}
 
     def wait(self, command_ids: Iterable[str], timeout: float = 30.0, progress=None) -> dict[str, CommandOutcome]:
@@ -183,9 +176,7 @@ class OutcomeReader:
         while not wanted <= self.outcomes.keys() and time.monotonic() < deadline:
             if progress is not None:
                 progress(len(wanted & self.outcomes.keys()))
-            for message in self.consumer.consume(1000, timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
-                if message.error() is not None:
-                    continue
+            for message in self.reader.poll(1000, timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
                 try:
                     outcome = self.codec.decode(message.value())
                 except DecodeError:
@@ -194,4 +185,4 @@ class OutcomeReader:
         return {cid: self.outcomes[cid] for cid in wanted if cid in self.outcomes}
 
     def close(self) -> None:
-        self.consumer.close()
+        self.reader.close()

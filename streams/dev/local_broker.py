@@ -548,21 +548,10 @@ def _launch(java: str, libs: Path, home: Path, index: int) -> int:
 
 def _metadata_brokers(bootstrap: str, timeout: float) -> set[int] | None:
     """Ids of the brokers in the cluster metadata, or None if nobody answers."""
-    from confluent_kafka.admin import AdminClient  # imported lazily: heavy and optional here
-    from confluent_kafka import KafkaException
-
-    client = AdminClient({
-        "bootstrap.servers": bootstrap,
-        "socket.connection.setup.timeout.ms": 2000,
-        "reconnect.backoff.ms": 100,
-        "reconnect.backoff.max.ms": 500,
-        "log_level": 0,  # connection-refused noise while the broker boots
-    })
-    try:
-        md = client.list_topics(timeout=timeout)
-    except KafkaException:
-        return None
-    return set(md.brokers)
+    # Imported here, not at the top: confluent-kafka's admin client takes ~0.15 s to import, and every
+    # `bank` command loads this module (through the `bank kafka` group) when it starts.
+    from ..kafka.admin import metadata_brokers
+    return metadata_brokers(bootstrap, timeout)
 
 
 def _check_ports(home: Path, indexes: list[int], base_port: int) -> None:

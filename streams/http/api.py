@@ -15,19 +15,20 @@ import faust
 from aiohttp import web as aioweb
 from yarl import URL
 
-from ..worker.pipeline import Pipeline
 from ..client import BankClient
+from ..contract.jsonio import InputError, as_money, new_id, parse_json, to_plain
+from ..contract.topics import partition_for
 from ..domain import accounts, customers, transfers
 from ..domain.base import Rejection
 from ..domain.outcomes import PENDING
-from ..contract.jsonio import InputError, as_money, new_id, parse_json, to_plain
-from ..worker.metrics import register_metrics
-from .openapi import register_docs
+from ..ops.as_of import HistoryUnavailable, account_state_at, as_json, parse_instant
 from ..services.privacy import email_hash, personal_data_of
 from ..services.projections import history_key
-from ..contract.topics import partition_for
-
+from ..worker.metrics import register_metrics
+from ..worker.pipeline import Pipeline
+from .dashboard import DashboardRoutes
 from .limits import MAX_BODY
+from .openapi import register_docs
 from .responses import ApiError, json_errors, json_response, make_auth_check, query_float, query_int
 
 log = logging.getLogger(__name__)
@@ -367,7 +368,6 @@ class Api:
 
     async def account_as_of(self, request, account_id: str):
         """`?as_of=<ISO-8601>`: the account and its statement as they were then (see streams/history.py)."""
-        from ..ops.as_of import HistoryUnavailable, account_state_at, as_json, parse_instant
 
         try:
             as_of = parse_instant(request.query["as_of"])
@@ -509,7 +509,6 @@ def register_routes(pipeline: Pipeline) -> Api:
     routes.add_get("/api/commands/{command_id}", api.get_command)
     routes.add_get("/health", api.health)
     register_docs(web_app)  # GET /openapi.json, GET /docs
-    from .dashboard import DashboardRoutes
     dashboard = DashboardRoutes(pipeline.settings, pipeline.codec, str(pipeline.app.conf.canonical_url))
     dashboard.register(web_app)  # GET / (the live page), GET /api/dashboard, GET /api/stream (SSE)
     register_metrics(web_app, pipeline.metrics)  # GET /metrics, and counts every request

@@ -20,17 +20,20 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web as aioweb
+
 from ..contract import topics
 from ..contract.avro import Codec
 from ..config import Settings
 from ..domain.views import AccountView, is_next, project_account, project_transfer
-from ..contract.jsonio import to_plain
+from ..contract.jsonio import dumps, to_plain
+from ..kafka.reader import Reader, ReadError
+from .responses import json_response, query_float
 
 log = logging.getLogger(__name__)
 
@@ -186,65 +189,41 @@ class Feed:
 
     # In the thread: read, decode.
     def _run(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
-        quiet = logging.getLogger("streams.dashboard.librdkafka")
-        quiet.addHandler(logging.NullHandler())
-        quiet.propagate = False
-        consumer = Consumer(self.settings.consumer_config(**{
-            "group.id": f"bank-dashboard-{uuid.uuid4().hex}", "enable.auto.commit": False,
-            "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "logger": quiet}))
+        reader = Reader(self.settings, "dashboard", 5.0)
         try:
-            ends: dict[tuple[str, int], int] = {}
             while not self._stopping.is_set():
                 try:
-                    metadata = consumer.list_topics(timeout=5)
-                    partitions = [TopicPartition(name, p, OFFSET_BEGINNING) for name in SOURCES
-                                  if name in metadata.topics for p in sorted(metadata.topics[name].partitions)]
-                    for tp in partitions:
-                        low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
-                                                                   timeout=5, cached=False)
-                        if high > low:
-                            ends[(tp.topic, tp.partition)] = high
-                    missing = [name for name in SOURCES if name not in metadata.topics]
+                    found, missing = reader.ends(SOURCES, reader.topics(timeout=5))
                     if missing:
                         raise FeedUnavailable(f"{', '.join(missing)} do not exist yet (bank topics create)")
                     break
-                except (KafkaException, FeedUnavailable) as exc:
+                except (ReadError, FeedUnavailable) as exc:
                     self._post(self._report, f"cannot read the event topics yet: {exc}")
                     self._stopping.wait(2)
+                    reader.deadline = time.monotonic() + 5.0
             else:
                 return
             self._post(self._report, None)
-            consumer.assign(partitions)
-            pending = dict(ends)
-            self._post(self._apply, [], not pending)
-            told_caught_up = not pending
-            while not self._stopping.is_set():
-                messages = consumer.consume(num_messages=500, timeout=0.25)
+            ends = {where: high for where, (low, high) in found.items() if high > low}
+            self._post(self._apply, [], not ends)
+            told_caught_up = not ends
+            for messages, caught_up in reader.follow(list(found), ends):
+                if self._stopping.is_set():
+                    break
                 events = []
                 for message in messages:
-                    if message.error() is not None:
-                        continue
-                    where = (message.topic(), message.partition())
-                    if where in pending and message.offset() + 1 >= pending[where]:
-                        del pending[where]
                     try:
                         events.append(self.codec.decode(message.value()))
                     except Exception:  # poison is the agents' business (bank.deadletter); the page skips it
                         continue
-                if pending and not messages:  # transaction markers may sit at the end
-                    for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):
-                        if tp.offset >= 0 and tp.offset >= pending[(tp.topic, tp.partition)]:
-                            pending.pop((tp.topic, tp.partition), None)
-                if events or (not pending and not told_caught_up):
-                    self._post(self._apply, events, not pending)
-                    told_caught_up = not pending
+                if events or (caught_up and not told_caught_up):
+                    self._post(self._apply, events, caught_up)
+                    told_caught_up = caught_up
         except Exception as exc:  # never take the worker down; the page shows why it stopped
             log.exception("the dashboard feed stopped")
             self._post(self._report, f"the dashboard feed stopped: {exc}")
         finally:
-            consumer.close()
+            reader.close()
 
 
 def sse(kind: str, data: bytes) -> bytes:
@@ -283,19 +262,13 @@ class DashboardRoutes:
         self.feed.request_stop()
 
     async def page(self, request):
-        from aiohttp import web as aioweb
         return aioweb.Response(body=PAGE.read_bytes(), content_type="text/html", charset="utf-8")
 
     async def dashboard(self, request):
-        from .responses import json_response
         self.feed.start()
         return json_response(self.feed.snapshot())
 
     async def stream(self, request):
-        from aiohttp import web as aioweb
-        from ..contract.jsonio import dumps
-        from .responses import query_float
-
         max_seconds = query_float(request, "max_seconds", default=MAX_STREAM_SECONDS, upper=MAX_STREAM_SECONDS)
         self.feed.start()
         response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",

@@ -4,12 +4,15 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from dataclasses import dataclass
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from ..contract import topics
 from ..config import Settings
 from ..topology import TABLES
+from .reader import quiet_logger
 
 log = logging.getLogger(__name__)
 
@@ -158,3 +161,77 @@ def ensure_topic(settings: Settings, name: str, *, partitions: int, compacted: b
     except Exception as exc:
         if "TOPIC_ALREADY_EXISTS" not in str(exc):
             raise AdminError(f"cannot create {name}: {exc}") from None
+
+
+def _retrying(call, timeout: float):
+    """`call()`, again while Kafka answers with a retriable error (a fresh broker has no group coordinator
+    yet and new topics no leader for a moment), for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = getattr(error, "retriable", lambda: False)() or getattr(error, "name", lambda: "")() in (
+                "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE",
+                "NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE")
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@dataclass
+class ClusterState:
+    """What `bank status` shows of the cluster: its metadata, each partition's end offset, the consumer
+    group's description and its committed offsets."""
+
+    metadata: object  # confluent-kafka's ClusterMetadata
+    ends: dict[tuple[str, int], int]
+    group: object  # confluent-kafka's ConsumerGroupDescription
+    committed: dict[tuple[str, int], int]
+
+
+def cluster_state(settings: Settings, group: str, timeout: float = 10.0) -> ClusterState:
+    """Raises AdminError when Kafka does not answer (the message says at which step)."""
+    admin = AdminClient(settings.confluent_config(logger=quiet_logger()))
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise AdminError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+    names = sorted(name for name in metadata.topics if not name.startswith("__"))
+    partitions = [TopicPartition(name, p) for name in names for p in sorted(metadata.topics[name].partitions)]
+    ends: dict[tuple[str, int], int] = {}
+    try:
+        if partitions:
+            def end_offsets():
+                futures = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions}, request_timeout=timeout)
+                return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
+            ends = _retrying(end_offsets, timeout)
+    except KafkaException as exc:
+        raise AdminError(f"cannot read the end offsets: {exc}") from None
+
+    try:
+        described = _retrying(lambda: admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(),
+                              timeout)
+        committed_list = _retrying(lambda: admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group)], request_timeout=timeout)[group].result().topic_partitions, timeout)
+    except KafkaException as exc:
+        raise AdminError(f"cannot describe the consumer group {group}: {exc}") from None
+    committed = {(tp.topic, tp.partition): tp.offset for tp in committed_list or () if tp.offset >= 0}
+    return ClusterState(metadata, ends, described, committed)
+
+
+def metadata_brokers(bootstrap: str, timeout: float) -> set[int] | None:
+    """Ids of the brokers in the cluster metadata, or None if nobody answers (the local broker's readiness)."""
+    client = AdminClient({
+        "bootstrap.servers": bootstrap,
+        "socket.connection.setup.timeout.ms": 2000,
+        "reconnect.backoff.ms": 100,
+        "reconnect.backoff.max.ms": 500,
+        "log_level": 0,  # connection-refused noise while the broker boots
+    })
+    try:
+        md = client.list_topics(timeout=timeout)
+    except KafkaException:
+        return None
+    return set(md.brokers)

@@ -23,10 +23,14 @@ from ..config import Settings
 Where = tuple[str, int]  # (topic, partition)
 
 
-def quiet_logger(name: str = "streams.kafka.librdkafka") -> logging.Logger:
-    """A logger that drops librdkafka's own log lines: its warnings are retries it handles itself, and
-    what it cannot handle reaches the caller as an error or an exception, which the tools report."""
+def quiet_logger(name: str = "streams.kafka.librdkafka", *, keep_fatal: bool = False) -> logging.Logger:
+    """The logger librdkafka's own log lines go to: dropped (its warnings and errors are retries it handles
+    itself; what it cannot handle reaches the caller as an error or an exception, which the tools report),
+    or, with `keep_fatal`, passed on only when critical (the workers' transactional producers)."""
     logger = logging.getLogger(name)
+    if keep_fatal:
+        logger.setLevel(logging.CRITICAL)
+        return logger
     logger.addHandler(logging.NullHandler())
     logger.propagate = False
     return logger
@@ -109,7 +113,7 @@ class Reader:
     def __init__(self, settings: Settings, purpose: str, timeout: float, **config):
         self.settings = settings
         self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
+        self.deadline = time.monotonic() + timeout  # `follow` has none
         self.consumer = new_consumer(settings, purpose, **config)
 
     def __enter__(self) -> "Reader":
@@ -177,6 +181,30 @@ class Reader:
                 if tracker.wanted(message):
                     yield message
             tracker.past_markers(self.consumer)
+
+
+    def assign(self, starts: dict[Where, int]) -> None:
+        """Read the partitions of `starts` from those offsets on (`poll`)."""
+        self.consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in starts.items()])
+
+    def poll(self, batch: int, timeout: float) -> list[Message]:
+        """The records the next poll returns (errors skipped)."""
+        return [m for m in self.consumer.consume(batch, timeout=timeout) if m.error() is None]
+
+    def follow(self, partitions: Iterable[Where], ends: dict[Where, int], *, batch: int = 500,
+               poll: float = 0.25) -> Iterator[tuple[list[Message], bool]]:
+        """Every record of `partitions` from the beginning, for as long as the caller iterates: per poll,
+        the records read (errors skipped) and whether every partition has reached its end in `ends`."""
+        tracker = Ends(dict(ends))
+        self.consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in partitions])
+        while True:
+            messages = []
+            for message in self.consumer.consume(num_messages=batch, timeout=poll):
+                if message.error() is None:
+                    tracker.wanted(message)
+                    messages.append(message)
+            tracker.past_markers(self.consumer)
+            yield messages, tracker.done
 
 
 def read_range(settings: Settings, topic: str, partition: int, start: int, timeout: float = 60.0):

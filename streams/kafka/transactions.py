@@ -39,6 +39,13 @@ from faust.types import TP
 from ..contract import topics
 from ..config import Settings
 from ..services.handling import Outgoing
+from .producer import producer_config
+from .reader import quiet_logger
+
+# librdkafka's own log lines go through logging, fatal ones only: its warnings and errors here are
+# retries ("coordinator load in progress", a broker restarting: a line per producer and attempt)
+# that it handles itself; what it cannot handle reaches us as an exception.
+QUIET = quiet_logger("streams.transactions.librdkafka", keep_fatal=True)
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +185,6 @@ class Transactions:
 
     # -- configuration -----------------------------------------------------------------------
     def producer_config(self, agent: str, partition: int) -> dict:
-        from .producer import producer_config
         return producer_config(self.settings, **{
             "transactional.id": transactional_id(agent, partition),
             "transaction.timeout.ms": int(COMMIT_TIMEOUT_S * 1000),
@@ -188,7 +194,7 @@ class Transactions:
             # written; librdkafka retries after this backoff (100 ms by default: 10 transactions/s).
             "retry.backoff.ms": 5,
             "client.id": transactional_id(agent, partition),
-            "logger": _quiet_logger(),
+            "logger": QUIET,
         })
 
     def group(self) -> Consumer:
@@ -197,7 +203,7 @@ class Transactions:
         with self._group_lock:
             if self._group is None:
                 self._group = Consumer(self.settings.consumer_config(**{
-                    "group.id": topics.APP_ID, "enable.auto.commit": False, "logger": _quiet_logger()}))
+                    "group.id": topics.APP_ID, "enable.auto.commit": False, "logger": QUIET}))
             return self._group
 
     # -- rebalancing -------------------------------------------------------------------------
@@ -540,11 +546,3 @@ def _close(producer: Producer) -> None:
     except Exception:  # closing only
         pass
 
-
-def _quiet_logger() -> logging.Logger:
-    # librdkafka's own log lines go through logging, fatal ones only: its warnings and errors here are
-    # retries ("coordinator load in progress", a broker restarting: a line per producer and attempt)
-    # that it handles itself; what it cannot handle reaches us as an exception.
-    logger = logging.getLogger("streams.transactions.librdkafka")
-    logger.setLevel(logging.CRITICAL)
-    return logger

@@ -14,18 +14,18 @@ always a state the account really had, the one after its last event at or before
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 from ..contract import topics
 from ..contract.avro import Codec, DecodeError
+from ..contract.jsonio import to_plain
 from ..config import Settings
 from ..domain.accounts import ACCOUNT_EVENTS
 from ..domain.base import Event
 from ..domain.views import AccountView, HistoryEntry, history_entry, is_next, project_account
+from ..kafka.reader import FatalRead, Reader, ReadError, ReadTimeout
 
 log = logging.getLogger(__name__)
 
@@ -93,20 +93,11 @@ def account_as_of(events: Iterable[Event], as_of: int) -> AccountAsOf | None:
 
 def as_json(state: AccountAsOf) -> dict:
     """The answer of `GET /api/accounts/{id}?as_of=` and `bank state account --json` (money as strings)."""
-    from ..contract.jsonio import to_plain
-
     return {**to_plain(state.view), "as_of": format_instant(state.as_of),
             "history": [to_plain(entry) for entry in state.history]}
 
 
 # The Kafka half ---------------------------------------------------------------------------
-
-def _quiet_logger() -> logging.Logger:
-    logger = logging.getLogger("streams.history.librdkafka")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    return logger
-
 
 def read_account_events(settings: Settings, account_id: str, *, timeout: float = 10.0,
                         codec: Codec | None = None) -> list[Event]:
@@ -115,54 +106,20 @@ def read_account_events(settings: Settings, account_id: str, *, timeout: float =
     Blocking (run it in a thread from async code). Raises HistoryUnavailable when Kafka does not answer
     or the partition is not read to its end within `timeout` seconds.
     """
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-    from ..kafka.reader import fatal_read_error
-
     codec = codec or Codec()
     topic = topics.ACCOUNT_EVENTS.name
     key = account_id.encode("utf-8")
-    deadline = time.monotonic() + timeout
-
-    def left() -> float:
-        return max(0.1, deadline - time.monotonic())
-
-    consumer = Consumer(settings.consumer_config(**{
-        "group.id": f"bank-history-{uuid.uuid4().hex}", "enable.auto.commit": False,
-        "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "enable.partition.eof": False,
-        "logger": _quiet_logger(),
-    }))
     events: list[Event] = []
-    try:
+    with Reader(settings, "history", timeout, **{"enable.partition.eof": False}) as reader:
         try:
-            metadata = consumer.list_topics(topic, timeout=left())
-        except KafkaException as exc:
-            raise HistoryUnavailable(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
-        described = metadata.topics.get(topic)
-        if described is None or described.error is not None or not described.partitions:
-            raise HistoryUnavailable(f"topic {topic} does not exist; run `bank topics create`")
-        partition = topics.partition_for(key, len(described.partitions))
-        try:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=left(),
-                                                       cached=False)
-        except KafkaException as exc:
-            raise HistoryUnavailable(f"cannot read the offsets of {topic}[{partition}]: {exc}") from None
-        if high <= low:
-            return events
-        consumer.assign([TopicPartition(topic, partition, low)])
-        while True:
-            if time.monotonic() > deadline:
-                raise HistoryUnavailable(f"timed out after {timeout:g}s reading {topic}[{partition}]")
-            messages = consumer.consume(num_messages=2000, timeout=min(0.5, left()))
-            done = False
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if fatal_read_error(error):
-                        raise HistoryUnavailable(f"error reading {topic}[{partition}]: {error}")
-                    continue
-                if message.offset() >= high:
-                    done = True
-                    break
+            described = reader.topics(topic).get(topic)
+            if described is None or described.error is not None or not described.partitions:
+                raise HistoryUnavailable(f"topic {topic} does not exist; run `bank topics create`")
+            partition = topics.partition_for(key, len(described.partitions))
+            low, high = reader.watermarks(topic, partition)
+            if high <= low:
+                return events
+            for message in reader.read({(topic, partition): high}, {(topic, partition): low}):
                 if message.key() == key:
                     try:
                         event = codec.decode(message.value())
@@ -171,18 +128,13 @@ def read_account_events(settings: Settings, account_id: str, *, timeout: float =
                     else:
                         if isinstance(event, Event):
                             events.append(event)
-                if message.offset() + 1 >= high:
-                    done = True
-                    break
-            if done:
-                return events
-            if not messages:
-                # Control records (transaction markers) may sit at the end: go by the fetch position.
-                (position,) = consumer.position([TopicPartition(topic, partition)])
-                if position.offset >= high:
-                    return events
-    finally:
-        consumer.close()
+        except ReadTimeout:
+            raise HistoryUnavailable(f"timed out after {timeout:g}s reading {topic}[{partition}]") from None
+        except FatalRead as exc:
+            raise HistoryUnavailable(f"error reading {topic}[{partition}]: {exc.error}") from None
+        except ReadError as exc:
+            raise HistoryUnavailable(str(exc)) from None
+    return events
 
 
 def account_state_at(settings: Settings, account_id: str, as_of: int, *, timeout: float = 10.0,

@@ -3,13 +3,11 @@
 Everything comes from Kafka (confluent-kafka's AdminClient: metadata, end offsets, the `streambank`
 consumer group's members, assignments and committed offsets), plus each worker's own `GET /health`,
 found through the group: a worker's Kafka client id is `streambank-worker-<host>-<port>` (see
-`streams.app.create_app`), which names its HTTP address.
+`streams.worker.app.create_app`), which names its HTTP address.
 """
 from __future__ import annotations
 
 import json
-import logging
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..dev import local_broker
 from ..contract import topics
 from ..config import Settings
+from ..kafka.admin import AdminError, cluster_state
 
 GROUP = topics.APP_ID  # Faust's consumer group is the app id
 CLIENT_ID_PREFIX = "streambank-worker-"
@@ -36,13 +35,6 @@ def worker_url(client_id: str) -> str | None:
         return None
     host, _, port = client_id[len(CLIENT_ID_PREFIX):].rpartition("-")
     return f"http://{host}:{port}" if host and port.isdigit() else None
-
-
-def _quiet_logger() -> logging.Logger:
-    logger = logging.getLogger("streams.status.librdkafka")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    return logger
 
 
 def _health(url: str, timeout: float) -> dict:
@@ -68,35 +60,13 @@ def _local_version(settings: Settings, cluster_id: str | None) -> str | None:
     return local.version if local.running and cluster_id and local.cluster_id == cluster_id else None
 
 
-def _retrying(call, timeout: float):
-    """`call()`, again while Kafka answers with a retriable error (a fresh broker has no group coordinator
-    yet and new topics no leader for a moment), for at most `timeout` seconds."""
-    from confluent_kafka import KafkaException
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            retriable = getattr(error, "retriable", lambda: False)() or getattr(error, "name", lambda: "")() in (
-                "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE",
-                "NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE")
-            if not retriable or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 def collect(settings: Settings, timeout: float = 10.0) -> dict:
     """The whole picture as one JSON-ready dict. Raises StatusUnavailable when Kafka does not answer."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-    from confluent_kafka.admin import AdminClient, OffsetSpec
-
-    admin = AdminClient(settings.confluent_config(logger=_quiet_logger()))
     try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise StatusUnavailable(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+        cluster = cluster_state(settings, GROUP, timeout)
+    except AdminError as exc:
+        raise StatusUnavailable(str(exc)) from None
+    metadata, ends, group, committed = cluster.metadata, cluster.ends, cluster.group, cluster.committed
     broker = {
         "bootstrap_servers": settings.bootstrap_servers, "reachable": True, "cluster_id": metadata.cluster_id,
         "controller_id": metadata.controller_id, "version": _local_version(settings, metadata.cluster_id),
@@ -104,25 +74,6 @@ def collect(settings: Settings, timeout: float = 10.0) -> dict:
                                                                                 key=lambda b: b.id)],
     }
     names = sorted(name for name in metadata.topics if not name.startswith("__"))
-    partitions = [TopicPartition(name, p) for name in names for p in sorted(metadata.topics[name].partitions)]
-    ends: dict[tuple[str, int], int] = {}
-    try:
-        if partitions:
-            def end_offsets():
-                futures = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions}, request_timeout=timeout)
-                return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
-            ends = _retrying(end_offsets, timeout)
-    except KafkaException as exc:
-        raise StatusUnavailable(f"cannot read the end offsets: {exc}") from None
-
-    try:
-        group = _retrying(lambda: admin.describe_consumer_groups([GROUP], request_timeout=timeout)[GROUP].result(),
-                          timeout)
-        committed_list = _retrying(lambda: admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(GROUP)], request_timeout=timeout)[GROUP].result().topic_partitions, timeout)
-    except KafkaException as exc:
-        raise StatusUnavailable(f"cannot describe the consumer group {GROUP}: {exc}") from None
-    committed = {(tp.topic, tp.partition): tp.offset for tp in committed_list or () if tp.offset >= 0}
 
     # Faust assigns a table's changelog partitions to the active worker and its standbys: several holders.
     owners: dict[tuple[str, int], list[str]] = {}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..contract import topics
 from ..config import Settings
+from ..kafka.reader import Reader, Unreachable
 from ..topology import TABLES
 
 log = logging.getLogger(__name__)
@@ -60,18 +61,14 @@ def local_partitions(settings: Settings) -> list[tuple[str, int, Path]]:
 
 def inconsistent(settings: Settings, timeout: float = 30.0) -> list[Mismatch]:
     """The local table partitions that do not match their changelog on Kafka."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-
     partitions = local_partitions(settings)
     if not partitions:
         return []
-    consumer = Consumer(settings.consumer_config(**{"group.id": "bank-localstate-check",
-                                                     "enable.auto.commit": False}))
-    try:
+    with Reader(settings, "localstate-check", timeout) as reader:
         try:
-            existing = consumer.list_topics(timeout=timeout).topics
-        except KafkaException as exc:
-            raise RuntimeError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+            existing = reader.topics(timeout=timeout)
+        except Unreachable as exc:
+            raise RuntimeError(str(exc)) from None
         out = []
         for table, partition, path in partitions:
             try:
@@ -84,14 +81,11 @@ def inconsistent(settings: Settings, timeout: float = 30.0) -> list[Mismatch]:
                 if persisted is not None:
                     out.append(Mismatch(table, partition, path, persisted, None, "its changelog topic is gone"))
                 continue
-            _, end = consumer.get_watermark_offsets(TopicPartition(changelog, partition), timeout=timeout,
-                                                    cached=False)
+            _, end = reader.watermarks(changelog, partition, timeout=timeout)
             if persisted is not None and persisted >= end:
                 out.append(Mismatch(table, partition, path, persisted, end,
                                     f"persisted offset {persisted} is past the changelog's last offset {end - 1}"))
         return out
-    finally:
-        consumer.close()
 
 
 def drop(mismatches: list[Mismatch]) -> None:
