@@ -29,7 +29,7 @@ def topics():
 @topics.command("create", help="Create every topic of the pipeline (idempotent).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def topics_create(as_json: bool):
-    from ..kafka.admin import create_topics
+    from ..kafka.admin import create_topics  # on demand: keeps `bank` quick to start
 
     settings = Settings.from_env()
     try:
@@ -53,7 +53,7 @@ def topics_create(as_json: bool):
               help="Delete this worker's local RocksDB state first; it is recovered from the changelogs. "
                    "(State that contradicts Kafka is dropped automatically at every start.)")
 def worker(web_port: int | None, loglevel: str, reset_local_state: bool):
-    from ..worker.run import run_worker
+    from ..worker.run import run_worker  # on demand: keeps `bank` quick to start
 
     run_worker(Settings.from_env().with_web_port(web_port), loglevel, reset_local_state=reset_local_state)
 
@@ -67,8 +67,8 @@ def worker(web_port: int | None, loglevel: str, reset_local_state: bool):
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for outcomes.")
 @click.option("--quiet", is_flag=True, help="No progress bar on stderr (there is none when stderr is not a terminal).")
 def send(command_type: str | None, fields: str | None, file, wait: bool, timeout: float, quiet: bool):
-    from . import progress
-    from .sending import SendError, send_commands
+    from . import progress  # on demand: keeps `bank` quick to start
+    from .sending import SendError, send_commands  # on demand: keeps `bank` quick to start
 
     if quiet:
         progress.disable()
@@ -104,8 +104,8 @@ def _is_object(text: str) -> bool:
 @click.option("--keep", is_flag=True, envvar="KEEP", help="Leave the broker and worker running afterwards.")
 @click.option("--quiet", is_flag=True, help="No progress bars on stderr (none when stderr is not a terminal).")
 def demo(keep: bool, quiet: bool):
-    from . import progress
-    from ..dev.demo import run_demo
+    from . import progress  # on demand: keeps `bank` quick to start
+    from ..dev.demo import run_demo  # on demand: keeps `bank` quick to start
 
     if quiet:
         progress.disable()
@@ -122,7 +122,7 @@ def demo(keep: bool, quiet: bool):
               help="Count transfers not yet COMPLETED, FAILED or REFUNDED instead of reporting them (for checks "
                    "while the pipeline runs; by default the log is taken to be quiet).")
 def verify(as_json: bool, no_views: bool, timeout: float, allow_in_flight: bool):
-    from ..ops.verify import KafkaUnavailable, run
+    from ..ops.verify import KafkaUnavailable, run  # on demand: keeps `bank` quick to start
 
     settings = Settings.from_env()
     try:
@@ -144,7 +144,7 @@ def verify(as_json: bool, no_views: bool, timeout: float, allow_in_flight: bool)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per Kafka request.")
 def status(as_json: bool, timeout: float):
-    from ..ops.status import StatusUnavailable, collect, render
+    from ..ops.status import StatusUnavailable, collect, render  # on demand: keeps `bank` quick to start
 
     try:
         found = collect(Settings.from_env(), timeout=timeout)
@@ -169,6 +169,7 @@ def state():
 @click.option("--json", "as_json", is_flag=True, help="Print the state as one JSON object.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to read the log.")
 def state_account(account_id: str, as_of: str | None, as_json: bool, timeout: float):
+    # on demand: keeps `bank` quick to start
     from ..ops.as_of import HistoryUnavailable, account_state_at, as_json as state_json, format_instant, parse_instant
 
     try:
@@ -211,7 +212,7 @@ def replay():
 @click.option("--timeout", type=float, default=600.0, show_default=True,
               help="Seconds for reading the log, and again for the workers to load the new generation.")
 def replay_views(views: tuple[str, ...], as_json: bool, no_progress: bool, timeout: float):
-    from ..ops.replay import ReplayError, replay_views as run
+    from ..ops.replay import ReplayError, replay_views as run  # on demand: keeps `bank` quick to start
 
     say = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
     try:
@@ -235,7 +236,7 @@ def replay_views(views: tuple[str, ...], as_json: bool, no_progress: bool, timeo
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to read the log.")
 def replay_state(force: bool, as_json: bool, no_progress: bool, timeout: float):
-    from ..ops.replay import ReplayError, replay_state as run
+    from ..ops.replay import ReplayError, replay_state as run  # on demand: keeps `bank` quick to start
 
     say = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
     try:
@@ -259,6 +260,7 @@ def deadletter():
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N records (the oldest first).")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to read the topics.")
 def deadletter_list(as_json: bool, limit: int | None, timeout: float):
+    # on demand: keeps `bank` quick to start
     from ..ops.deadletters import DeadletterUnavailable, read_parked, read_resent
 
     settings = Settings.from_env()
@@ -282,7 +284,7 @@ def deadletter_list(as_json: bool, limit: int | None, timeout: float):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per Kafka step.")
 def deadletter_replay(topic: str | None, dry_run: bool, force: bool, as_json: bool, timeout: float):
-    from ..ops.deadletters import DeadletterUnavailable, resend
+    from ..ops.deadletters import DeadletterUnavailable, resend  # on demand: keeps `bank` quick to start
 
     def report(result):
         click.echo(json.dumps(result.to_dict()) if as_json else result.line())

@@ -36,6 +36,7 @@ class Bar:
 
     def __enter__(self) -> "Bar":
         if enabled():
+            # rich only when a bar is drawn: it takes a while to import, and most runs draw none (start-up)
             from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)

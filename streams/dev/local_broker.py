@@ -23,6 +23,7 @@ Nothing is read from the environment at import time.  ``ensure_jars`` honours
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import fcntl
@@ -717,8 +718,6 @@ def _start_locked(home: Path, brokers: int, timeout: float, base_port: int, info
 
 def _random_cluster_id() -> str:
     """Same format as ``kafka-storage random-uuid``: 16 random bytes, url-safe base64, no padding."""
-    import base64
-
     while True:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         # One id in 64 starts with "-", which kafka-storage's argument parser takes for an option

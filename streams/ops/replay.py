@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 
 from ..contract import topics
 from ..contract.avro import Codec, DecodeError
-from ..kafka.admin import AdminError, committed_behind, group_members, recreate_changelogs
+from ..kafka.admin import AdminError, committed_behind, create_topics, group_members, recreate_changelogs
 from ..kafka.producer import BulkProducer, ProduceFailed
 from ..kafka.reader import Reader, ReadError, ReadTimeout
 from ..config import Settings
@@ -248,8 +248,6 @@ class ViewsReport:
 def replay_views(settings: Settings, views: Iterable[str] | None = None, *, show_progress: bool = True,
                  timeout: float = 600.0, log: Callable[[str], None] = lambda line: None) -> ViewsReport:
     """Builds a new generation of `views` (default: all) beside the serving one, then serves it."""
-    from ..kafka.admin import create_topics
-
     views = list(views or VIEW_BY_NAME)
     try:
         create_topics(settings)  # bank.view-rebuild and bank.view-generations on an older cluster

@@ -42,6 +42,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from .. import topology
 from ..contract import topics
 from ..contract.topics import changelog_topic
@@ -1014,8 +1017,6 @@ def _open_sealed(key: bytes, key_id: str, blob: bytes) -> str | None:
     """Why `blob` (version byte 1, 12-byte nonce, AES-256-GCM ciphertext and tag, bound to `key_id`) does
     not open with `key` to personal data, or None when it does. Spelled here, apart from streams.privacy;
     the plaintext is never returned or shown."""
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     if len(key) != 32:
         return f"the key is {len(key)} bytes, not 32"

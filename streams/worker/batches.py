@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, MutableMapping
 
+from rocksdict import WriteBatch
+
 from ..services.handling import Outgoing
 
 
@@ -112,7 +114,6 @@ class BatchedTable(MutableMapping):
                 else:
                     store.data[key.decode()] = value
             return
-        from rocksdict import WriteBatch
         batch = WriteBatch(raw_mode=True)
         for key, value in entries:
             if value is None:

@@ -14,6 +14,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from rocksdict import AccessType, Options, Rdict
+
 from ..contract import topics
 from ..config import Settings
 from ..kafka.reader import Reader, Unreachable
@@ -39,8 +41,6 @@ def tables_dir(settings: Settings) -> Path:
 
 
 def persisted_offset(path: Path) -> int | None:
-    from rocksdict import AccessType, Options, Rdict
-
     # raw_mode as Faust opens it: keys and values are plain bytes, not pickles
     db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
     try:
