@@ -9,15 +9,32 @@ API from it with schemathesis.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import html
 import json
+import types
+import typing
+from decimal import Decimal
 
 from aiohttp import web as aioweb
 
+from ..domain import accounts, customers, transfers, views
+from ..domain.outcomes import ACCEPTED, PENDING, REJECTED
 from .limits import MAX_WAIT
 
 
 # -- building blocks ---------------------------------------------------------------------------
+
+#: Enums, from the domain's constants (as the Avro schemas are derived from its dataclasses).
+ACCOUNT_STATUSES = [accounts.OPEN, accounts.CLOSED]
+TRANSFER_STATES = [transfers.INITIATED, transfers.DEBITED, transfers.COMPLETED, transfers.FAILED, transfers.REFUNDED]
+ENTRY_TYPES = [event.__name__ for event in accounts.ACCOUNT_EVENTS]  # a statement line's `entry_type`
+OUTCOME_STATUSES = [PENDING, ACCEPTED, REJECTED]
+TRANSFER_REASON = {"type": "string", "description": "why it failed or was refunded", "examples": ["INSUFFICIENT_FUNDS"]}
+#: Fields whose values the domain constrains further than their Python type says.
+FIELD_RULES = {"status": {"enum": ACCOUNT_STATUSES}, "state": {"enum": TRANSFER_STATES},
+               "entry_type": {"enum": ENTRY_TYPES}, "version": {"type": "integer", "minimum": 1},
+               "occurred_at": {"type": "integer", "description": "epoch milliseconds"}}
 
 _REF = "#/components/schemas/"
 
@@ -31,6 +48,38 @@ def text(max_length: int, description: str = "", *, min_length: int = 1) -> dict
     if description:
         schema["description"] = description
     return schema
+
+
+def _type_schema(hint) -> dict:
+    if hint is Decimal:
+        return ref("Money")
+    if hint in (str, int, bool):
+        return {"type": {str: "string", int: "integer", bool: "boolean"}[hint]}
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (types.UnionType, typing.Union) and type(None) in args:
+        (inner,) = (a for a in args if a is not type(None))
+        return {"type": [_type_schema(inner)["type"], "null"]}
+    if typing.get_origin(hint) is tuple:
+        return {"type": "array", "items": ref(args[0].__name__)}
+    raise TypeError(f"no JSON schema for {hint!r}")
+
+
+def view_schema(record: type, *, optional: tuple[str, ...] = (), extra: dict | None = None,
+                description: str | None = None, **fields) -> dict:
+    """The JSON schema of a view as the API answers it (`jsonio.to_plain` of the dataclass `record`): its
+    fields in order, each from its type (`FIELD_RULES` by name, or as given in `fields`); required unless
+    it has a default or is `optional`; then the `extra` fields the answer adds, required too."""
+    hints = typing.get_type_hints(record)
+    properties, required = {}, []
+    for f in dataclasses.fields(record):
+        properties[f.name] = fields.get(f.name) or FIELD_RULES.get(f.name) or _type_schema(hints[f.name])
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in optional:
+            required.append(f.name)
+    for name, schema in (extra or {}).items():
+        properties[name] = schema
+        required.append(name)
+    schema = {"type": "object", "required": required, "additionalProperties": False, "properties": properties}
+    return {"type": "object", "description": description, **schema} if description else schema
 
 
 ERROR_CODES = (
@@ -141,7 +190,7 @@ SCHEMAS: dict[str, dict] = {
             "to_account_id": text(200, "must differ from from_account_id"),
             "amount": ref("PositiveMoneyInput"),
             "description": text(1000, min_length=0),
-            "transfer_id": text(100, "the transfer's id; generated when absent"),
+            "transfer_id": text(transfers.MAX_TRANSFER_ID, "the transfer's id; generated when absent"),
         },
     },
     "CommandOutcome": {
@@ -151,7 +200,7 @@ SCHEMAS: dict[str, dict] = {
         "additionalProperties": False,
         "properties": {
             "command_id": {"type": "string"},
-            "status": {"enum": ["PENDING", "ACCEPTED", "REJECTED"]},
+            "status": {"enum": OUTCOME_STATUSES},
             "command_type": {"type": "string", "examples": ["Deposit"]},
             "aggregate_id": {"type": "string"},
             "reason": {"type": "string", "description": "why it was rejected", "examples": ["INSUFFICIENT_FUNDS"]},
@@ -159,36 +208,6 @@ SCHEMAS: dict[str, dict] = {
             "field": {"type": "string"},
             "version": {"type": "integer", "description": "the aggregate's version after an accepted command"},
             "occurred_at": {"type": "integer", "description": "epoch milliseconds"},
-        },
-    },
-    "AccountView": {
-        "type": "object",
-        "required": ["account_id", "customer_id", "title", "description", "balance", "status", "version"],
-        "additionalProperties": False,
-        "properties": {
-            "account_id": {"type": "string"},
-            "customer_id": {"type": "string"},
-            "title": {"type": "string"},
-            "description": {"type": "string"},
-            "balance": ref("Money"),
-            "status": {"enum": ["OPEN", "CLOSED"]},
-            "version": {"type": "integer", "minimum": 1},
-        },
-    },
-    "HistoryEntry": {
-        "type": "object",
-        "required": ["account_id", "version", "entry_type", "amount", "balance", "occurred_at", "command_id"],
-        "additionalProperties": False,
-        "properties": {
-            "account_id": {"type": "string"},
-            "version": {"type": "integer", "minimum": 1},
-            "entry_type": {"enum": ["AccountOpened", "MoneyDeposited", "MoneyWithdrawn", "AccountClosed",
-                                    "AccountDebited", "AccountCredited", "AccountRefunded"]},
-            "amount": {**ref("Money"), "description": "signed: withdrawals and debits are negative"},
-            "balance": {**ref("Money"), "description": "the balance after this entry"},
-            "occurred_at": {"type": "integer", "description": "epoch milliseconds"},
-            "command_id": {"type": "string"},
-            "transfer_id": {"type": ["string", "null"], "description": "set on the legs of a transfer"},
         },
     },
     "AccountHistory": {
@@ -201,45 +220,25 @@ SCHEMAS: dict[str, dict] = {
             "entries": {"type": "array", "items": ref("HistoryEntry")},
         },
     },
-    "AccountAsOf": {
-        "type": "object",
-        "description": "The account as it was at ?as_of=, folded from bank.accounts.events: the view after its "
-                       "last event at or before that instant, with the statement up to it.",
-        "required": ["account_id", "customer_id", "title", "description", "balance", "status", "version", "as_of",
-                     "history"],
-        "additionalProperties": False,
-        "properties": {
-            "account_id": {"type": "string"},
-            "customer_id": {"type": "string"},
-            "title": {"type": "string"},
-            "description": {"type": "string"},
-            "balance": ref("Money"),
-            "status": {"enum": ["OPEN", "CLOSED"]},
-            "version": {"type": "integer", "minimum": 1},
-            "as_of": {"type": "string", "description": "the instant asked for, UTC, milliseconds",
-                      "examples": ["2024-05-01T12:00:00.000Z"]},
-            "history": {"type": "array", "items": ref("HistoryEntry")},
-        },
-    },
-    "AccountSummary": {
-        "type": "object",
-        "required": ["account_id", "customer_id", "title", "balance", "status", "version"],
-        "additionalProperties": False,
-        "properties": {
-            "account_id": {"type": "string"},
-            "customer_id": {"type": "string"},
-            "title": {"type": "string"},
-            "balance": ref("Money"),
-            "status": {"enum": ["OPEN", "CLOSED"]},
-            "version": {"type": "integer", "minimum": 1},
-        },
-    },
-    "ToAccount": {
-        "type": "object",
-        "required": ["account_id", "title", "owner"],
-        "additionalProperties": False,
-        "properties": {"account_id": {"type": "string"}, "title": {"type": "string"}, "owner": {"type": "string"}},
-    },
+    "AccountView": view_schema(views.AccountView),
+    "HistoryEntry": view_schema(
+        views.HistoryEntry, amount={**ref("Money"), "description": "signed: withdrawals and debits are negative"},
+        balance={**ref("Money"), "description": "the balance after this entry"},
+        transfer_id={"type": ["string", "null"], "description": "set on the legs of a transfer"}),
+    "AccountAsOf": view_schema(
+        views.AccountView, description="The account as it was at ?as_of=, folded from bank.accounts.events: the view "
+                                        "after its last event at or before that instant, with the statement up to it.",
+        extra={"as_of": {"type": "string", "description": "the instant asked for, UTC, milliseconds",
+                         "examples": ["2024-05-01T12:00:00.000Z"]},
+               "history": {"type": "array", "items": ref("HistoryEntry")}}),
+    "AccountSummary": view_schema(views.AccountSummary),
+    "ToAccount": view_schema(customers.ToAccount),
+    "TransferView": view_schema(transfers.Transfer, optional=("reason",), reason=TRANSFER_REASON),
+    "DashboardAccount": view_schema(
+        views.AccountSummary, extra={"updated_at": {"type": "integer", "description": "epoch ms of the account's last event"}}),
+    "DashboardTransfer": view_schema(
+        transfers.Transfer, optional=("reason",), reason={"type": "string"},
+        extra={"updated_at": {"type": "integer", "description": "epoch ms of the transfer's last event"}}),
     "CustomerView": {
         "type": "object",
         "required": ["customer_id", "name", "email", "phone", "address", "version", "to_accounts", "accounts",
@@ -262,55 +261,6 @@ SCHEMAS: dict[str, dict] = {
                          "description": "the customer's accounts with their balances"},
             "forgotten": {"type": "boolean",
                           "description": "true once the customer's personal data was erased (its key deleted)"},
-        },
-    },
-    "TransferView": {
-        "type": "object",
-        "required": ["transfer_id", "from_account_id", "to_account_id", "amount", "description", "state",
-                     "version"],
-        "additionalProperties": False,
-        "properties": {
-            "transfer_id": {"type": "string"},
-            "from_account_id": {"type": "string"},
-            "to_account_id": {"type": "string"},
-            "amount": ref("Money"),
-            "description": {"type": "string"},
-            "state": {"enum": ["INITIATED", "DEBITED", "COMPLETED", "FAILED", "REFUNDED"]},
-            "reason": {"type": "string", "description": "why it failed or was refunded",
-                       "examples": ["INSUFFICIENT_FUNDS"]},
-            "version": {"type": "integer", "minimum": 1},
-        },
-    },
-    "DashboardAccount": {
-        "type": "object",
-        "required": ["account_id", "customer_id", "title", "balance", "status", "version",
-                     "updated_at"],
-        "additionalProperties": False,
-        "properties": {
-            "account_id": {"type": "string"},
-            "customer_id": {"type": "string"},
-            "title": {"type": "string"},
-            "balance": ref("Money"),
-            "status": {"enum": ["OPEN", "CLOSED"]},
-            "version": {"type": "integer", "minimum": 1},
-            "updated_at": {"type": "integer", "description": "epoch ms of the account's last event"},
-        },
-    },
-    "DashboardTransfer": {
-        "type": "object",
-        "required": ["transfer_id", "from_account_id", "to_account_id", "amount", "description", "state",
-                     "version", "updated_at"],
-        "additionalProperties": False,
-        "properties": {
-            "transfer_id": {"type": "string"},
-            "from_account_id": {"type": "string"},
-            "to_account_id": {"type": "string"},
-            "amount": ref("Money"),
-            "description": {"type": "string"},
-            "state": {"enum": ["INITIATED", "DEBITED", "COMPLETED", "FAILED", "REFUNDED"]},
-            "reason": {"type": "string"},
-            "version": {"type": "integer", "minimum": 1},
-            "updated_at": {"type": "integer", "description": "epoch ms of the transfer's last event"},
         },
     },
     "DashboardEvent": {
