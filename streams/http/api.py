@@ -12,6 +12,7 @@ import time
 
 import aiohttp
 import faust
+import orjson
 from aiohttp import web as aioweb
 from yarl import URL
 
@@ -36,6 +37,14 @@ log = logging.getLogger(__name__)
 ROUTED_HEADER = "X-Bank-Routed"
 SERVED_BY_HEADER = "X-Bank-Served-By"  # which worker read its table: helps operators see routing
 AS_OF_TIMEOUT = 10.0  # seconds to read an account's partition for ?as_of=
+
+
+class NoAnswer(Exception):
+    """The worker owning a key did not answer a forwarded GET."""
+
+    def __init__(self, cause: str):
+        super().__init__(cause)
+        self.cause = cause
 
 
 class Api:
@@ -102,19 +111,25 @@ class Api:
                 raise
             response.headers[SERVED_BY_HEADER] = str(self.app.conf.canonical_url)
             return response
-        owner = self._owner(table, key)
-        wait = query_float(request, "wait")
-        url = URL(str(owner)).with_path(request.path).with_query(request.query)
+        try:
+            status, body, headers = await self.forward(table, key, request.path, request.query,
+                                                       query_float(request, "wait") + 10)
+        except NoAnswer as exc:
+            raise self.unavailable(f"the worker owning this key did not answer ({exc.cause})") from None
+        return aioweb.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+    async def forward(self, table: str, key: str, path: str, query, timeout: float) -> tuple[int, bytes, dict]:
+        """GETs `path?query` from the worker owning `key` in `table`: its status, body and the headers worth
+        passing on. Raises NoAnswer when it does not answer within `timeout` seconds."""
+        url = URL(str(self._owner(table, key))).with_path(path).with_query(query)
         try:
             async with self.http.get(url, headers={ROUTED_HEADER: "1"},
-                                     timeout=aiohttp.ClientTimeout(total=wait + 10)) as response:
-                body = await response.read()
+                                     timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                 headers = {k: v for k, v in response.headers.items()
                            if k in ("Retry-After", "X-Bank-Stale", SERVED_BY_HEADER)}
-                return aioweb.Response(body=body, status=response.status, content_type="application/json",
-                                       headers=headers)
+                return response.status, await response.read(), headers
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise self.unavailable(f"the worker owning this key did not answer ({exc.__class__.__name__})")
+            raise NoAnswer(exc.__class__.__name__) from None
 
     def _owner(self, table: str, key: str) -> URL:
         """The URL of the worker that actively owns `key`'s partition of `table`.
@@ -135,17 +150,30 @@ class Api:
 
     async def read_view(self, table: str, key: str, request, version_of=lambda view: view.version):
         """The view at `key`, waiting (`?wait=`) until it exists and reaches `?min_version=`."""
-        wait = query_float(request, "wait")
         min_version = query_int(request, "min_version") or 0
+
+        def reached(data: bytes):
+            view = self.codec.decode(data)
+            return view if version_of(view) >= min_version and version_of(view) > 0 else None
+        view, done = await self.wait_for(table, key, query_float(request, "wait"), reached)
+        if done:
+            return view, True
+        view = self.codec.decode(view) if view is not None else None
+        return (view if view is not None and version_of(view) > 0 else None), False
+
+    async def wait_for(self, table: str, key: str, wait: float, accept=lambda data: data):
+        """Waits up to `wait` seconds for this worker's view entry at `key` to be accepted (`accept(bytes)`
+        not None), woken by its agent's writes: (what `accept` returned, True), or (the entry's bytes or
+        None, False) when the wait ran out."""
         deadline = time.monotonic() + wait
         while True:
             data = self.pipeline.view(table).get(key)
-            view = self.codec.decode(data) if data is not None else None
-            if view is not None and version_of(view) >= min_version and version_of(view) > 0:
-                return view, True
+            found = accept(data) if data is not None else None
+            if found is not None:
+                return found, True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return (view if view is not None and version_of(view) > 0 else None), False
+                return data, False
             await self.pipeline.waiters.changed(table, key, remaining)
 
     # -- commands -----------------------------------------------------------------------------
@@ -170,28 +198,20 @@ class Api:
         if self._owns("command_to_outcome", command_id):
             outcome, _ = await self._local_outcome(command_id, wait)
             return outcome
-        owner = self._owner("command_to_outcome", command_id)
-        url = URL(str(owner)).with_path(f"/api/commands/{command_id}").with_query({"wait": str(wait)})
         try:
-            async with self.http.get(url, headers={ROUTED_HEADER: "1"},
-                                     timeout=aiohttp.ClientTimeout(total=wait + 10)) as response:
-                if response.status == 200:
-                    return await response.json()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+            status, body, _ = await self.forward("command_to_outcome", command_id, f"/api/commands/{command_id}",
+                                                 {"wait": str(wait)}, wait + 10)
+            if status == 200:
+                return orjson.loads(body)
+        except NoAnswer:
             pass
         return {"command_id": command_id, "status": PENDING}
 
     async def _local_outcome(self, command_id: str, wait: float):
-        deadline = time.monotonic() + wait
-        while True:
-            data = self.pipeline.view("command_to_outcome").get(command_id)
-            if data is not None:
-                outcome = to_plain(self.codec.decode(data))
-                return {k: v for k, v in outcome.items() if v is not None}, True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return {"command_id": command_id, "status": PENDING}, False
-            await self.pipeline.waiters.changed("command_to_outcome", command_id, remaining)
+        def known(data: bytes) -> dict:
+            return {k: v for k, v in to_plain(self.codec.decode(data)).items() if v is not None}
+        outcome, found = await self.wait_for("command_to_outcome", command_id, wait, known)
+        return (outcome, True) if found else ({"command_id": command_id, "status": PENDING}, False)
 
     async def create_customer(self, request):
         data = await self.body(request)
@@ -249,25 +269,17 @@ class Api:
         if self._owns("customer_to_view", customer_id):
             if not self.ready():
                 raise self.unavailable("partitions are being assigned or recovered; retry shortly")
-            deadline = time.monotonic() + wait
-            while True:
-                data = self.pipeline.view("customer_to_view").get(customer_id)
-                if data is not None and self.codec.decode(data).version > 0:
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                await self.pipeline.waiters.changed("customer_to_view", customer_id, remaining)
-        owner = self._owner("customer_to_view", customer_id)
-        url = URL(str(owner)).with_path(f"/api/customers/{customer_id}").with_query({"wait": str(wait)})
+            _, found = await self.wait_for("customer_to_view", customer_id, wait,
+                                           lambda data: True if self.codec.decode(data).version > 0 else None)
+            return found
         try:
-            async with self.http.get(url, headers={ROUTED_HEADER: "1"},
-                                     timeout=aiohttp.ClientTimeout(total=wait + 10)) as response:
-                if response.status == 503:
-                    raise self.unavailable("the customer's worker is not ready; retry shortly")
-                return response.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+            status, _, _ = await self.forward("customer_to_view", customer_id, f"/api/customers/{customer_id}",
+                                              {"wait": str(wait)}, wait + 10)
+        except NoAnswer:
             raise self.unavailable("the customer's worker did not answer") from None
+        if status == 503:
+            raise self.unavailable("the customer's worker is not ready; retry shortly")
+        return status == 200
 
     async def money_command(self, request, command_type):
         data = await self.body(request)
@@ -330,28 +342,21 @@ class Api:
         email = email_hash(self.pipeline.settings.email_hash_key, email)  # the lookup is keyed by the hash
 
         async def serve():
-            wait = query_float(request, "wait")
-            deadline = time.monotonic() + wait
-            while (customer_id := self.pipeline.view("email_to_customer").get(email)) is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ApiError(404, "CUSTOMER_NOT_FOUND", "no customer has this email")
-                await self.pipeline.waiters.changed("email_to_customer", email, remaining)
+            customer_id, found = await self.wait_for("email_to_customer", email, query_float(request, "wait"))
+            if not found:
+                raise ApiError(404, "CUSTOMER_NOT_FOUND", "no customer has this email")
             customer_id = customer_id.decode()
             if self._owns("customer_to_view", customer_id):
                 data = self.pipeline.view("customer_to_view").get(customer_id)
                 if data is None:
                     raise ApiError(404, "CUSTOMER_NOT_FOUND", "no customer has this email")
                 return json_response(self.customer_json(self.codec.decode(data)))
-            owner = self._owner("customer_to_view", customer_id)
-            url = URL(str(owner)).with_path(f"/api/customers/{customer_id}")
             try:
-                async with self.http.get(url, headers={ROUTED_HEADER: "1"},
-                                         timeout=aiohttp.ClientTimeout(total=10)) as response:
-                    return aioweb.Response(body=await response.read(), status=response.status,
-                                           content_type="application/json")
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+                status, body, _ = await self.forward("customer_to_view", customer_id,
+                                                     f"/api/customers/{customer_id}", {}, 10)
+            except NoAnswer:
                 raise self.unavailable("the customer's worker did not answer") from None
+            return aioweb.Response(body=body, status=status, content_type="application/json")
         return await self.routed(request, "email_to_customer", email, serve)
 
     async def get_account(self, request):
