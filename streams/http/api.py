@@ -161,6 +161,17 @@ class Api:
         view = self.codec.decode(view) if view is not None else None
         return (view if view is not None and version_of(view) > 0 else None), False
 
+    async def serve_view(self, request, table: str, key: str, missing: str, message: str, render):
+        """GET of the view at `key`: served by its owner (`routed`) once it reaches `?min_version=` within
+        `?wait=` (`X-Bank-Stale: true` when the wait ran out first), as `render(view)`; 404 `missing` when
+        there is none."""
+        async def serve():
+            view, reached = await self.read_view(table, key, request)
+            if view is None:
+                raise ApiError(404, missing, message)
+            return json_response(render(view), headers=None if reached else {"X-Bank-Stale": "true"})
+        return await self.routed(request, table, key, serve)
+
     async def wait_for(self, table: str, key: str, wait: float, accept=lambda data: data):
         """Waits up to `wait` seconds for this worker's view entry at `key` to be accepted (`accept(bytes)`
         not None), woken by its agent's writes: (what `accept` returned, True), or (the entry's bytes or
@@ -318,12 +329,8 @@ class Api:
     async def get_customer(self, request):
         customer_id = request.match_info["customer_id"]
 
-        async def serve():
-            view, reached = await self.read_view("customer_to_view", customer_id, request)
-            if view is None:
-                raise ApiError(404, "CUSTOMER_NOT_FOUND", f"customer {customer_id} does not exist")
-            return json_response(self.customer_json(view), headers=None if reached else {"X-Bank-Stale": "true"})
-        return await self.routed(request, "customer_to_view", customer_id, serve)
+        return await self.serve_view(request, "customer_to_view", customer_id, "CUSTOMER_NOT_FOUND",
+                                     f"customer {customer_id} does not exist", self.customer_json)
 
     def customer_json(self, view) -> dict:
         """The view with its personal data opened with the customer's key (held on this same worker:
@@ -364,12 +371,8 @@ class Api:
         if "as_of" in request.query:  # state as of a time: folded from the log, not read from the view
             return await self.account_as_of(request, account_id)
 
-        async def serve():
-            view, reached = await self.read_view("account_to_view", account_id, request)
-            if view is None:
-                raise ApiError(404, "ACCOUNT_NOT_FOUND", f"account {account_id} does not exist")
-            return json_response(to_plain(view), headers=None if reached else {"X-Bank-Stale": "true"})
-        return await self.routed(request, "account_to_view", account_id, serve)
+        return await self.serve_view(request, "account_to_view", account_id, "ACCOUNT_NOT_FOUND",
+                                     f"account {account_id} does not exist", to_plain)
 
     async def account_as_of(self, request, account_id: str):
         """`?as_of=<ISO-8601>`: the account and its statement as they were then (see streams/history.py)."""
@@ -392,30 +395,24 @@ class Api:
     async def get_history(self, request):
         account_id = request.match_info["account_id"]
 
-        async def serve():
-            view, reached = await self.read_view("account_to_view", account_id, request)
-            if view is None:
-                raise ApiError(404, "ACCOUNT_NOT_FOUND", f"account {account_id} does not exist")
+        def statement(view) -> dict:
             entries = []
             history = self.pipeline.view("account_version_to_entry")
             for version in range(1, view.version + 1):
                 data = history.get(history_key(account_id, version))
                 if data is not None:
                     entries.append(to_plain(self.codec.decode(data)))
-            return json_response({"account_id": account_id, "version": view.version, "entries": entries},
-                                 headers=None if reached else {"X-Bank-Stale": "true"})
-        return await self.routed(request, "account_to_view", account_id, serve)
+            return {"account_id": account_id, "version": view.version, "entries": entries}
+        return await self.serve_view(request, "account_to_view", account_id, "ACCOUNT_NOT_FOUND",
+                                     f"account {account_id} does not exist", statement)
 
     async def get_transfer(self, request):
         transfer_id = request.match_info["transfer_id"]
 
-        async def serve():
-            view, reached = await self.read_view("transfer_to_view", transfer_id, request)
-            if view is None:
-                raise ApiError(404, "TRANSFER_NOT_FOUND", f"transfer {transfer_id} does not exist")
-            body = {k: v for k, v in to_plain(view).items() if not (k == "reason" and v is None)}
-            return json_response(body, headers=None if reached else {"X-Bank-Stale": "true"})
-        return await self.routed(request, "transfer_to_view", transfer_id, serve)
+        return await self.serve_view(request, "transfer_to_view", transfer_id, "TRANSFER_NOT_FOUND",
+                                     f"transfer {transfer_id} does not exist",
+                                     lambda view: {k: v for k, v in to_plain(view).items()
+                                                   if not (k == "reason" and v is None)})
 
     async def get_command(self, request):
         command_id = request.match_info["command_id"]
