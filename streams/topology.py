@@ -38,6 +38,9 @@ class Table:
     changelog: TopicSpec | None = None  #: its own changelog topic, declared in `streams.contract.topics`
     route: str | None = None  #: the HTTP path (as the OpenAPI description names it) that serves its entries
     routed_by: str = ""  #: what that route routes a GET by (the table's key)
+    #: What the route answers: the view's record, when `streams.http.openapi` is to describe the route
+    #: from it (its schema `view_schema(record)`, its summary `holds`); None where it is described by hand.
+    record: type | None = None
 
     @property
     def changelog_topic(self) -> str:

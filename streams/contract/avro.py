@@ -4,7 +4,7 @@ A value is `C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint of the writ
 (Parsing Canonical Form), then the Avro binary body. Readers resolve the writer's schema from
 `schemas/` by that fingerprint and read into the current schema of the same name, so records
 written by any schema version ever kept in `schemas/` stay readable. A schema whose name no longer has
-a record type (renamed or split) is read as written and handed to its upcaster (`streams.upcasters`).
+a record type (renamed or split) is read as written and handed to its upcaster (`streams.contract.upcasters`).
 """
 from __future__ import annotations
 

@@ -4,8 +4,15 @@ The Avro record name is the class name (`Deposit`, `MoneyDeposited`, ...), as th
 """
 from __future__ import annotations
 
+import dataclasses
+
 from ..domain import accounts, customers, emails, rebuild, outcomes, transfer_steps, transfers, views
 from ..domain.base import Command, Event, Reply
+
+#: Every record of `streams.domain.views` (the read models and what the projections exchange), in the
+#: order it declares them.
+VIEW_RECORDS: tuple[type, ...] = tuple(t for t in vars(views).values() if isinstance(t, type)
+                                       and dataclasses.is_dataclass(t) and t.__module__ == views.__name__)
 
 NAMESPACES: dict[str, tuple[type, ...]] = {
     "streambank.customer": customers.CUSTOMER_COMMANDS + customers.CUSTOMER_REPLIES + customers.CUSTOMER_EVENTS,
@@ -13,8 +20,7 @@ NAMESPACES: dict[str, tuple[type, ...]] = {
     "streambank.transfer": transfers.TRANSFER_COMMANDS + transfer_steps.STEP_REPLIES + transfers.TRANSFER_EVENTS,
     "streambank.email": emails.EMAIL_COMMANDS + emails.EMAIL_EVENTS,
     "streambank.outcome": (outcomes.CommandOutcome, outcomes.ProcessedCommand, outcomes.PendingSteps),
-    "streambank.view": (views.AccountView, views.HistoryEntry, views.AccountSummary, views.CustomerView,
-                        views.EmailRegistered),
+    "streambank.view": VIEW_RECORDS,
     "streambank.state": (accounts.Account, customers.Customer, transfers.Transfer, emails.EmailReservation),
     "streambank.replay": (rebuild.ViewEntries, rebuild.ViewHandoff),
 }

@@ -71,7 +71,7 @@ CUSTOMER_ACCOUNTS = TopicSpec(
 CUSTOMER_EMAILS = TopicSpec(
     "bank.customer-emails", "email's keyed hash", (views.EmailRegistered,),
     writer="project_customers", readers=("index_emails",), compacted=True)
-#: The changelog of the `customer_to_key` table (streams.privacy): raw 32-byte AES keys, a tombstone
+#: The changelog of the `customer_to_key` table (streams.services.privacy): raw 32-byte AES keys, a tombstone
 #: once the customer is forgotten. Not Avro: a key is not a record.
 CUSTOMER_KEYS = TopicSpec(
     "bank.customer-keys", "customer_id", (),

@@ -1,6 +1,6 @@
 """Upcasters: records written under a name that no longer exists in code, read as today's types.
 
-A schema whose full name has no record type in `streams.records` (a renamed or split event) is kept in
+A schema whose full name has no record type in `streams.contract.records` (a renamed or split event) is kept in
 `schemas/` as `<old.full.name>.v1.avsc`. The codec decodes such bytes with that writer schema into a
 plain dict (decimals as `Decimal`, timestamps as int milliseconds) and hands the dict to the upcaster
 registered here under the old full name; the upcaster returns the current dataclass. Domain code,

@@ -375,7 +375,7 @@ class Api:
                                      f"account {account_id} does not exist", to_plain)
 
     async def account_as_of(self, request, account_id: str):
-        """`?as_of=<ISO-8601>`: the account and its statement as they were then (see streams/history.py)."""
+        """`?as_of=<ISO-8601>`: the account and its statement as they were then (see streams/ops/as_of.py)."""
 
         try:
             as_of = parse_instant(request.query["as_of"])

@@ -49,7 +49,7 @@ SOURCES = (topics.ACCOUNT_EVENTS.name, topics.TRANSFER_EVENTS.name)
 class Board:
     """Accounts and transfers, folded from their events.
 
-    No names: personal data is sealed per customer (streams.privacy), and a page anyone on the
+    No names: personal data is sealed per customer (streams.services.privacy), and a page anyone on the
     network can open is the last place to show it. Accounts are labelled by customer id and title.
     """
 

@@ -12,12 +12,14 @@ import copy
 import dataclasses
 import html
 import json
+import re
 import types
 import typing
 from decimal import Decimal
 
 from aiohttp import web as aioweb
 
+from .. import topology
 from ..domain import accounts, customers, transfers, views
 from ..domain.outcomes import ACCEPTED, PENDING, REJECTED
 from .limits import MAX_WAIT
@@ -613,6 +615,20 @@ PATHS: dict[str, dict] = {
         },
     },
 }
+
+def _derived_view_paths() -> None:
+    """The GET of every view route `streams.topology` declares with its record and no hand-written operation."""
+    for table in topology.ALL_TABLES:
+        if table.route is None or table.record is None or "get" in PATHS.get(table.route, {}):
+            continue
+        SCHEMAS.setdefault(table.record.__name__, view_schema(table.record))
+        parameters = tuple(path_id(name, f"the {name.replace('_', ' ')}") for name in re.findall(r"{(\w+)}", table.route))
+        operation_id = "get" + "".join(part.title() for part in table.name.split("_"))
+        PATHS.setdefault(table.route, {})["get"] = view_operation(operation_id, table.holds, table.record.__name__,
+                                                                  parameters)
+
+
+_derived_view_paths()
 
 SPEC: dict = {
     "openapi": "3.1.0",

@@ -31,7 +31,7 @@ def topic_config(spec: topics.TopicSpec, settings: Settings) -> dict:
 
 
 def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str], list[str]]:
-    """Creates every topic of `streams.topics` that does not exist; returns (created, existing)."""
+    """Creates every topic of `streams.contract.topics` that does not exist; returns (created, existing)."""
     admin = AdminClient(settings.confluent_config())
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)

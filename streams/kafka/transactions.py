@@ -45,7 +45,7 @@ from .reader import quiet_logger
 # librdkafka's own log lines go through logging, fatal ones only: its warnings and errors here are
 # retries ("coordinator load in progress", a broker restarting: a line per producer and attempt)
 # that it handles itself; what it cannot handle reaches us as an exception.
-QUIET = quiet_logger("streams.transactions.librdkafka", keep_fatal=True)
+QUIET = quiet_logger("streams.kafka.transactions.librdkafka", keep_fatal=True)
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +166,10 @@ class Transactions:
         # Roomy: a librdkafka call can hang past its timeout (librdkafka #5456: send_offsets_to_transaction
         # while the group coordinator is down), keeping its thread until it returns.
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="txn")
-        #: Seeks the workers' consumer (Faust's `consumer.seek`); set by streams.app.
+        #: Seeks the workers' consumer (Faust's `consumer.seek`); set by streams.worker.app.
         self.seek = None
         #: Makes the workers' consumer rejoin its group, so the rebalance that follows recovers the
-        #: tables from their changelogs (set by streams.app).
+        #: tables from their changelogs (set by streams.worker.app).
         self.rejoin = lambda: None
         self._shared_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._last_seen: dict[tuple[str, int], dict[str, int]] = {}
@@ -177,7 +177,7 @@ class Transactions:
         self._group: Consumer | None = None
         self._group_lock = threading.Lock()
         #: Told (agent, the committed effects, seconds) after each batch, and (agent) of each fenced or
-        #: failed transaction and each stale task that rejoined; streams.metrics sets them.
+        #: failed transaction and each stale task that rejoined; streams.worker.metrics sets them.
         self.on_commit = lambda agent, effects, seconds: None
         self.on_fenced = lambda agent: None
         self.on_failed = lambda agent: None

@@ -3,10 +3,10 @@
 Both read the topics with confluent-kafka from the beginning to the end offsets seen at start (batch
 consume, each record decoded once) and fold them with the same code the workers run:
 
-* views: the projectors of `streams.processing` over plain dicts, one set per partition (a table
+* views: the projectors of `streams.services` over plain dicts, one set per partition (a table
   entry lives in the partition of the record that wrote it). The entries go to the workers on
-  `bank.view-rebuild` as a new generation (see `streams/generations.py` and
-  `streams/view_generations.py`); once the workers have loaded them (the `streambank` group has
+  `bank.view-rebuild` as a new generation (see `streams/services/generations.py` and
+  `streams/worker/view_agent.py`); once the workers have loaded them (the `streambank` group has
   committed past them), the pointer moves and the workers serve the new generation. The old one
   answers until then.
 * state (disaster recovery, workers stopped): each aggregate's events through its domain's `evolve`

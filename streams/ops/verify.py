@@ -1015,7 +1015,7 @@ class _Audit:
 
 def _open_sealed(key: bytes, key_id: str, blob: bytes) -> str | None:
     """Why `blob` (version byte 1, 12-byte nonce, AES-256-GCM ciphertext and tag, bound to `key_id`) does
-    not open with `key` to personal data, or None when it does. Spelled here, apart from streams.privacy;
+    not open with `key` to personal data, or None when it does. Spelled here, apart from streams.services.privacy;
     the plaintext is never returned or shown."""
 
     if len(key) != 32:

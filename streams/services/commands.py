@@ -33,7 +33,7 @@ class CommandProcessor:
                  clock: Callable[[], int] = now_ms, pending: MutableMapping[str, bytes] | None = None,
                  prepare: Callable | None = None, applied: Callable | None = None):
         self.codec = codec
-        # Adapter hooks around the pure domain (streams.privacy for customers): `prepare(state, command,
+        # Adapter hooks around the pure domain (streams.services.privacy for customers): `prepare(state, command,
         # waiting, redelivered)` runs for every command handled. Before `decide` it may rewrite a new command
         # (sealing personal data); `waiting` holds the encoded steps the aggregate still waits on once this
         # command is handled (a reply's own step left out). For a redelivery (`redelivered=True`: its records
@@ -53,7 +53,7 @@ class CommandProcessor:
         self.processed = processed
         self.clock = clock
 
-    #: Told (command type, ACCEPTED / REJECTED / DUPLICATE, reason) of each outcome; streams.metrics sets it.
+    #: Told (command type, ACCEPTED / REJECTED / DUPLICATE, reason) of each outcome; streams.worker.metrics sets it.
     observe: Callable[[str, str, str | None], None] = staticmethod(lambda command_type, outcome, reason: None)
 
     def process(self, key: bytes | None, value: bytes | None, origin: Origin) -> list[Outgoing]:

@@ -28,7 +28,7 @@ class Outgoing:
     value: bytes | None  # None: a tombstone (compacted topics only)
     headers: tuple[tuple[str, bytes], ...] | None = None
     #: Set on records that state what one thing is now (an account's summary): of those with the same
-    #: topic and `latest_of`, a batch sends only its last (streams.batches.coalesce).
+    #: topic and `latest_of`, a batch sends only its last (streams.worker.batches.coalesce).
     latest_of: str | None = None
 
 

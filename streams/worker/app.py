@@ -26,7 +26,7 @@ def create_app(settings: Settings, **overrides) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",  # faust #651: never skip history on a new group
-        # Faust's own exactly_once is broken (topology.md, "Exactly-once"): ours is streams.transactions.
+        # Faust's own exactly_once is broken (topology.md, "Exactly-once"): ours is streams.kafka.transactions.
         processing_guarantee="at_least_once",
         producer_acks=-1,
         # A few ms of linger turns one produce request per record into one per batch: the broker,
@@ -78,13 +78,13 @@ class ReadCommittedThread(AIOKafkaConsumerThread):
     def verify_event_path(self, now: float, tp) -> None:
         # Faust's livelock warnings compare committed offsets with highwaters, which under transactions
         # end with markers: "has not started processing" for ever on an idle partition. The liveness
-        # check behind /health (streams.liveness) does this job, markers understood.
+        # check behind /health (streams.worker.liveness) does this job, markers understood.
         return None
 
 
 class TransactionalConsumer(AIOKafkaDriverConsumer):
     """Faust's consumer that never commits offsets: they are committed with each batch's effects, in
-    its transaction (streams.transactions). Faust's commit rounds still trim its ack bookkeeping."""
+    its transaction (streams.kafka.transactions). Faust's commit rounds still trim its ack bookkeeping."""
 
     def _new_consumer_thread(self):
         return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
@@ -98,7 +98,7 @@ class TransactionalConsumer(AIOKafkaDriverConsumer):
 
 
 class BankApp(faust.App):
-    """Faust's App whose transactional tasks (streams.transactions) stop on revocation (assignment:
+    """Faust's App whose transactional tasks (streams.kafka.transactions) stop on revocation (assignment:
     `fence_before_recovery`) and close with it."""
 
     transactions: "Transactions | None" = None

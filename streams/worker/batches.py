@@ -4,13 +4,13 @@ Why: per record, a Faust table write costs a changelog future, a hop through Fau
 buffer, a delivery callback and a RocksDB write of the persisted offset; per record, an agent's
 `async for` costs an await and an ack round.
 A batch instead buffers its writes per table partition; each partition's changelog records go
-into that partition's transaction (streams.transactions), and only once it committed are they
+into that partition's transaction (streams.kafka.transactions), and only once it committed are they
 written to RocksDB, as one WriteBatch with the changelog offset they reach.
 
 Two things change with batches, both handled here:
 - Faust's `current_event()` no longer names the record being processed, and Faust's tables pick
   the partition (RocksDB database and changelog partition) from it. So every write of a batch goes
-  through a `BatchedTable`, told the partition of each record by the loop (`streams.app.Batch`).
+  through a `BatchedTable`, told the partition of each record by the loop (`streams.worker.pipeline.Batch`).
 - Writes are buffered until the batch ends. Reads see them (a command processed earlier in the
   same batch is a duplicate), and a key written twice is written once, last.
 """
@@ -29,12 +29,12 @@ class BatchedTable(MutableMapping):
     Between batches (`partition` None) reads go to Faust's table, which looks in every partition.
     """
 
-    #: Told (changelog topic, records) when a partition's changelog records are acknowledged; streams.metrics sets it.
+    #: Told (changelog topic, records) when a partition's changelog records are acknowledged; streams.worker.metrics sets it.
     on_sent: Callable[[str, int], None] = staticmethod(lambda topic, count: None)
 
     def __init__(self, table):
         self.table = table
-        self.partition: int | None = None  # of the record being processed; set by `streams.app.Batch`
+        self.partition: int | None = None  # of the record being processed; set by `streams.worker.pipeline.Batch`
         self._pending: dict[tuple[int, bytes], bytes | None] = {}
 
     # -- reads ------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ Each app has its own `CollectorRegistry` (never the global one), so several pipe
 label children cached in plain dicts; everything derived from the consumer (lag, view staleness,
 readiness) is computed when Prometheus scrapes.
 
-Hooks, all installed by `instrument` (called once from `streams.app.wire`):
-- `Metrics.batch_done`, called by each agent's batch (streams.app.Batch): processing time per agent
+Hooks, all installed by `instrument` (called once from `streams.worker.wiring.wire`):
+- `Metrics.batch_done`, called by each agent's batch (streams.worker.pipeline.Batch): processing time per agent
   and batch, and the record time of the last event each view applied;
 - the transactions (`Transactions.on_commit`, `on_fenced`): transactions by agent and result, their
   duration, and the records each committed one wrote, per topic; `BatchedTable.on_sent` counts the

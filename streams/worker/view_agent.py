@@ -1,4 +1,4 @@
-"""The projecting agents' side of view generations (see `streams/generations.py`).
+"""The projecting agents' side of view generations (see `streams/services/generations.py`).
 
 Each projecting agent reads its topics plus `bank.view-rebuild`. It projects every record into the
 serving generation and, once a new generation has been handed the partition, into that one too.

@@ -623,7 +623,7 @@ async def test_a_customer_refused_its_email_waits_on_nothing_more_so_the_reserva
 @scenario
 async def test_an_unexpected_error_in_a_batch_is_reported_before_anything_of_the_batch_can_be_committed(
         bank, monkeypatch):
-    # In a worker the report stops the process at once (streams.worker.stop_at_once): Faust acks a
+    # In a worker the report stops the process at once (streams.worker.run.stop_at_once): Faust acks a
     # batch even when its agent fails, and must not get to commit it.
     from streams.services.commands import CommandProcessor
 

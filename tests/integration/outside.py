@@ -1,6 +1,6 @@
 """The check from outside: what any consumer of the log and any user of the HTTP API can see.
 
-Independent of `bank verify` (streams/verify.py) on purpose, so that the fault tests do not judge the
+Independent of `bank verify` (streams/ops/verify.py) on purpose, so that the fault tests do not judge the
 workers with the code they judge `bank verify` with: its own read of the topics (confluent-kafka,
 `isolation.level=read_committed`, no consumer group, from the first offset to the end seen at start),
 its own fold of the events, and the HTTP views compared with that fold. Shared by the fault tests

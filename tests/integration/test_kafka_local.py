@@ -1,4 +1,4 @@
-"""streams.kafka_local against a real Kafka 4.0.0 broker (KRaft).
+"""streams.dev.local_broker against a real Kafka 4.0.0 broker (KRaft).
 
 Self-contained: uses its own BANK_HOME under tmp_path and base port 19192 (broker
 127.0.0.1:19192, controller 29192), so it never collides with the session broker that

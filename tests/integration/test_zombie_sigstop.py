@@ -30,7 +30,7 @@ DEPOSITS = 2000
 TRANSFERS = 600
 RATE = 45  # commands a second: the storm lasts ~58 s, long enough for three stops
 STOPS = 3
-STOP_SECONDS = 15.0  # longer than the workers' broker_session_timeout (10 s, streams/app.py)
+STOP_SECONDS = 15.0  # longer than the workers' broker_session_timeout (10 s, streams/worker/app.py)
 BETWEEN_STOPS = 4.0
 FINAL_DEPOSIT = Decimal("1.00")
 

@@ -215,7 +215,7 @@ def test_decode_accepts_bytearray_and_memoryview(codec):
 
 @pytest.mark.parametrize("record_type", records.RECORD_TYPES, ids=type_id)
 def test_the_committed_schema_is_the_one_generated_from_the_dataclass(record_type):
-    """A schema change must be deliberate: regenerate with `python -m streams.avro` and commit it."""
+    """A schema change must be deliberate: regenerate with `python -m streams.contract.avro` and commit it."""
     assert schema_file(record_type).exists(), f"missing {schema_file(record_type).name}"
     assert raw_schema(record_type) == record_schema(record_type)
 

@@ -1,4 +1,4 @@
-"""Batched table writes (streams.batches): each record's partition, each key's last write, one
+"""Batched table writes (streams.worker.batches): each record's partition, each key's last write, one
 RocksDB WriteBatch per committed partition with its changelog offset; and coalescing superseded records."""
 from __future__ import annotations
 

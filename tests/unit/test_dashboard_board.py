@@ -1,4 +1,4 @@
-"""The dashboard's fold (streams.dashboard.Board): what the page shows after which events."""
+"""The dashboard's fold (streams.http.dashboard.Board): what the page shows after which events."""
 from __future__ import annotations
 
 import asyncio

@@ -90,7 +90,7 @@ def test_wire_size_counts_key_value_headers_and_the_record_and_batch_framing():
 # bank deadletter list / replay, of a letter that omitted the value ----------------------------------
 
 class Message:
-    """What confluent-kafka's consumer hands `streams.deadletters._parse`."""
+    """What confluent-kafka's consumer hands `streams.ops.deadletters._parse`."""
 
     def __init__(self, letter, partition=0, offset=7):
         self.letter, self._partition, self._offset = letter, partition, offset

@@ -1,4 +1,4 @@
-"""State as of a time: the pure fold and ISO-8601 parsing of streams.history."""
+"""State as of a time: the pure fold and ISO-8601 parsing of streams.ops.as_of."""
 from __future__ import annotations
 
 from decimal import Decimal

@@ -1,4 +1,4 @@
-"""Crypto-shredding (streams.privacy): per-customer AES-GCM sealing, the redacted form without a key,
+"""Crypto-shredding (streams.services.privacy): per-customer AES-GCM sealing, the redacted form without a key,
 the keyed email hash, and the keystore's part in creating and forgetting customers."""
 from __future__ import annotations
 

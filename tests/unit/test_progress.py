@@ -1,4 +1,4 @@
-"""Progress bars (streams.progress): on stderr, only for a terminal, never with --json/--quiet."""
+"""Progress bars (streams.cli.progress): on stderr, only for a terminal, never with --json/--quiet."""
 from __future__ import annotations
 
 import io

@@ -63,3 +63,21 @@ def test_given_the_openapi_description_then_it_has_a_get_for_every_view_route():
 
 def test_given_the_metrics_then_they_know_every_view_agent_by_the_registry():
     assert metrics.VIEW_AGENTS == {view.agent: view.table for view in topology.VIEWS}
+
+
+def test_given_a_view_route_declared_with_its_record_then_the_openapi_description_derives_its_get(monkeypatch):
+    import copy
+
+    from streams.domain import views
+
+    route = "/api/accounts/{account_id}/statements/{month}"
+    table = topology.Table("account_month_to_statement", "account id#month → AccountView: a month's statement",
+                           route=route, record=views.AccountView)
+    monkeypatch.setattr(topology, "ALL_TABLES", topology.ALL_TABLES + (table,))
+    monkeypatch.setattr(openapi, "PATHS", copy.deepcopy(openapi.PATHS))
+    monkeypatch.setattr(openapi, "SCHEMAS", copy.deepcopy(openapi.SCHEMAS))
+    openapi._derived_view_paths()
+    operation = openapi.PATHS[route]["get"]
+    assert operation["operationId"] == "getAccountMonthToStatement"
+    assert [p["name"] for p in operation["parameters"] if "name" in p] == ["account_id", "month"]
+    assert openapi.SCHEMAS["AccountView"] == openapi.view_schema(views.AccountView)

@@ -1,4 +1,4 @@
-"""One batch, one transaction per input partition (streams.transactions), without a broker: which records a
+"""One batch, one transaction per input partition (streams.kafka.transactions), without a broker: which records a
 task takes, what goes into a transaction, and what a failed or fenced one leaves behind."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`bank verify`'s pure half: `check(log)` over synthetic logs, no broker.
 
-The clean log is made by the real command processors and projectors (`streams.processing`) running
+The clean log is made by the real command processors and projectors (`streams.services`) running
 over plain dicts, so it holds exactly what the workers write: events, follow-up commands, outcomes,
 re-emissions of a duplicate command and the view tables' changelog records. Each violation test
 then breaks that log with one record built from the real dataclasses.
@@ -87,7 +87,7 @@ KEYS = topics.CUSTOMER_KEYS.name
 
 
 class Pipeline:
-    """With `sealed`, customers' personal data is sealed as the workers seal it (streams.privacy)."""
+    """With `sealed`, customers' personal data is sealed as the workers seal it (streams.services.privacy)."""
 
     def __init__(self, sealed: bool = False):
         self.topics: dict[str, list[tuple[str, bytes]]] = {}
