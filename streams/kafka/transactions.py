@@ -166,10 +166,10 @@ class Transactions:
         # Roomy: a librdkafka call can hang past its timeout (librdkafka #5456: send_offsets_to_transaction
         # while the group coordinator is down), keeping its thread until it returns.
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="txn")
-        #: Seeks the workers' consumer (Faust's `consumer.seek`); set by streams.worker.app.
+        #: Seeks the workers' consumer (Faust's `consumer.seek`); set by streams.worker.wiring.
         self.seek = None
         #: Makes the workers' consumer rejoin its group, so the rebalance that follows recovers the
-        #: tables from their changelogs (set by streams.worker.app).
+        #: tables from their changelogs (set by streams.worker.wiring).
         self.rejoin = lambda: None
         self._shared_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._last_seen: dict[tuple[str, int], dict[str, int]] = {}

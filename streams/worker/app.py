@@ -7,6 +7,7 @@ import time
 from collections import Counter
 
 import faust
+from faust.tables.recovery import RebalanceAgain
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer as AIOKafkaDriverConsumer
 
 from ..config import Settings
@@ -102,6 +103,8 @@ class BankApp(faust.App):
     `fence_before_recovery`) and close with it."""
 
     transactions: "Transactions | None" = None
+    #: Rebalances between their fence and Faust's table rebalance (fence_before_recovery).
+    fencing: int = 0
 
     def _new_consumer(self):
         self.transport.Consumer = TransactionalConsumer
@@ -139,9 +142,17 @@ def fence_before_recovery(app: faust.App, transactions: Transactions) -> None:
     on_rebalance = tables.on_rebalance
 
     async def fence_then_recover(assigned, revoked, newly_assigned, generation_id: int = 0):
-        if not app.should_stop:
-            await transactions.on_assigned(assigned)
-        await on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        # While the fence is awaited, the last round's recovery still waits for its end; it must not
+        # be ended then (end_recovery_past_markers): Faust's rebalance below swaps its partition sets
+        # in place, and a round ended meanwhile went on with the new standbys' unbuilt offsets
+        # (ValueError from aiokafka's seek: the worker crashed).
+        app.fencing = getattr(app, "fencing", 0) + 1  # a plain faust.App in component tests
+        try:
+            if not app.should_stop:
+                await transactions.on_assigned(assigned)
+            await on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        finally:
+            app.fencing -= 1
     tables.on_rebalance = fence_then_recover
 
 
@@ -176,6 +187,24 @@ def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float
                 remaining[tp] = 0
         return remaining
 
+    # Neither Faust's own check (after each changelog record, and every 5 s) nor the timer below may end
+    # the last round while the next rebalance is fencing (fence_before_recovery).
+    need_recovery = recovery.need_recovery
+    recovery.need_recovery = lambda: bool(getattr(app, "fencing", 0)) or need_recovery()
+    # A round goes no further once the next rebalance has signalled: Faust notices that only when
+    # the signal wins the race inside a wait, and a round that went on used the new assignment's
+    # partition sets, swapped in place, with their offsets not built (the worker crashed).
+    wait = recovery._wait
+
+    async def wait_unless_rebalancing(coro, timeout=None) -> None:
+        if recovery.signal_recovery_start.is_set():
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            raise RebalanceAgain()
+        await wait(coro, timeout=timeout)
+        if recovery.signal_recovery_start.is_set():
+            raise RebalanceAgain()
+    recovery._wait = wait_unless_rebalancing
     recovery.active_remaining = lambda: read_to_end(
         active_remaining(), recovery.active_highwaters, recovery.active_offsets, recovery._active_events_received_at)
     recovery.standby_remaining = lambda: read_to_end(
@@ -188,8 +217,9 @@ def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float
         while not app.should_stop:
             await asyncio.sleep(interval)
             # Only while Faust's recovery waits for the end of the changelogs: before that, in the same
-            # round, its highwaters and offsets are still being built (or are the last round's).
-            if not (recovery.in_recovery and recovery.signal_recovery_end._waiters):
+            # round, its highwaters and offsets are still being built (or are the last round's); and not
+            # while the next rebalance is fencing (fence_before_recovery).
+            if getattr(app, "fencing", 0) or not (recovery.in_recovery and recovery.signal_recovery_end._waiters):
                 waiting = False
                 continue
             if not waiting:
