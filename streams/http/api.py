@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 import aiohttp
@@ -16,6 +17,7 @@ import orjson
 from aiohttp import web as aioweb
 from yarl import URL
 
+from .. import topology
 from ..client import BankClient
 from ..contract.jsonio import InputError, as_money, new_id, parse_json, to_plain
 from ..contract.topics import partition_for
@@ -148,34 +150,52 @@ class Api:
         owner = self._owner(table, key)
         return (owner.host, owner.port) == (self.app.conf.canonical_url.host, self.app.conf.canonical_url.port)
 
-    async def read_view(self, table: str, key: str, request, version_of=lambda view: view.version):
+    async def read_view(self, table: str, key: str, request, version_of=lambda view: view.version,
+                        wake: tuple[str, str] | None = None):
         """The view at `key`, waiting (`?wait=`) until it exists and reaches `?min_version=`."""
         min_version = query_int(request, "min_version") or 0
 
         def reached(data: bytes):
             view = self.codec.decode(data)
             return view if version_of(view) >= min_version and version_of(view) > 0 else None
-        view, done = await self.wait_for(table, key, query_float(request, "wait"), reached)
+        view, done = await self.wait_for(table, key, query_float(request, "wait"), reached, wake)
         if done:
             return view, True
         view = self.codec.decode(view) if view is not None else None
         return (view if view is not None and version_of(view) > 0 else None), False
 
-    async def serve_view(self, request, table: str, key: str, missing: str, message: str, render):
-        """GET of the view at `key`: served by its owner (`routed`) once it reaches `?min_version=` within
-        `?wait=` (`X-Bank-Stale: true` when the wait ran out first), as `render(view)`; 404 `missing` when
-        there is none."""
+    async def serve_view(self, request, table: str, key: str, missing: str, message: str, render, *,
+                         route_key: str | None = None):
+        """GET of the view at `key`: served by its owner (`routed`, by `route_key`, default `key`: the key
+        its sources partition by) once it reaches `?min_version=` within `?wait=` (`X-Bank-Stale: true`
+        when the wait ran out first), as `render(view)`; 404 `missing` when there is none."""
         async def serve():
-            view, reached = await self.read_view(table, key, request)
+            # An agent tells the waiters of its view's own table, by the key of the record it applied.
+            wake = (topology.VIEW_BY_NAME[topology.VIEW_OF_TABLE[table]].table, route_key) if route_key else None
+            view, reached = await self.read_view(table, key, request, wake=wake)
             if view is None:
                 raise ApiError(404, missing, message)
             return json_response(render(view), headers=None if reached else {"X-Bank-Stale": "true"})
-        return await self.routed(request, table, key, serve)
+        return await self.routed(request, table, route_key or key, serve)
 
-    async def wait_for(self, table: str, key: str, wait: float, accept=lambda data: data):
+    def derived_view(self, table: topology.Table):
+        """The GET of a view route `streams.topology` declares with its record and no handler here: routed
+        by the route's first path parameter (the key its sources partition by); the entry is keyed by the
+        parameters joined with "#" (one parameter: the key itself); the answer is the record as JSON."""
+        names = re.findall(r"{(\w+)}", table.route)
+
+        async def get(request):
+            values = [request.match_info[name] for name in names]
+            return await self.serve_view(request, table.name, "#".join(values), "NOT_FOUND",
+                                         f"{' '.join(values)}: no such {table.record.__name__}", to_plain,
+                                         route_key=values[0])
+        return get
+
+    async def wait_for(self, table: str, key: str, wait: float, accept=lambda data: data,
+                       wake: tuple[str, str] | None = None):
         """Waits up to `wait` seconds for this worker's view entry at `key` to be accepted (`accept(bytes)`
-        not None), woken by its agent's writes: (what `accept` returned, True), or (the entry's bytes or
-        None, False) when the wait ran out."""
+        not None), woken by its agent's writes (of `wake`: (view table, record key), default (table, key)):
+        (what `accept` returned, True), or (the entry's bytes or None, False) when the wait ran out."""
         deadline = time.monotonic() + wait
         while True:
             data = self.pipeline.view(table).get(key)
@@ -185,7 +205,7 @@ class Api:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return data, False
-            await self.pipeline.waiters.changed(table, key, remaining)
+            await self.pipeline.waiters.changed(*(wake or (table, key)), remaining)
 
     # -- commands -----------------------------------------------------------------------------
     async def submit(self, request, command, validate, ids: dict) -> aioweb.Response:
@@ -510,6 +530,10 @@ def register_routes(pipeline: Pipeline) -> Api:
     routes.add_get("/api/transfers/{transfer_id}", api.get_transfer)
     routes.add_get("/api/commands/{command_id}", api.get_command)
     routes.add_get("/health", api.health)
+    for table in topology.ALL_TABLES:  # the views declared with their record and served as it is
+        if table.route is not None and table.record is not None and not any(
+                route.method == "GET" and route.resource.canonical == table.route for route in routes.routes()):
+            routes.add_get(table.route, api.derived_view(table))
     register_docs(web_app)  # GET /openapi.json, GET /docs
     dashboard = DashboardRoutes(pipeline.settings, pipeline.codec, str(pipeline.app.conf.canonical_url))
     dashboard.register(web_app)  # GET / (the live page), GET /api/dashboard, GET /api/stream (SSE)
