@@ -17,12 +17,12 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from streams import topics
-from streams.avro import Codec
+from streams.contract import topics
+from streams.contract.avro import Codec
 from streams.bench.workloads import _account_events
-from streams.client import producer_config
+from streams.kafka.producer import producer_config
 from streams.config import Settings
-from streams.replay import fold_views
+from streams.ops.replay import fold_views
 
 
 def raw_consume(settings: Settings, topic: str) -> tuple[int, float]:

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-
-from . import topics
-from .avro import Codec, DecodeError
+from .contract import topics
+from .contract.avro import Codec, DecodeError
 from .config import Settings
 from .domain import accounts, customers, transfers
 from .domain.base import Command
 from .domain.outcomes import CommandOutcome
-from .jsonio import new_id
+from .contract.jsonio import new_id
+from .kafka.producer import Producer, ProduceError, produce_when_room, producer_config
+from .kafka.reader import Reader
 
 
 @dataclass(frozen=True)
@@ -28,33 +28,6 @@ class CommandIds:
     command_id: str
     aggregate_id: str
     command_type: str
-
-
-def producer_config(settings: Settings, **extra) -> dict:
-    return settings.confluent_config(**{
-        "partitioner": "murmur2_random",  # the Java/aiokafka partitioning; librdkafka's default differs
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        **extra,
-    })
-
-
-def produce_when_room(producer: Producer, topic: str, *, wait: float = 0.05, **record) -> None:
-    """`producer.produce(topic, **record)`; while librdkafka's local queue is full, lets deliveries
-    drain for `wait` seconds and tries again."""
-    while True:
-        try:
-            producer.produce(topic, **record)
-            return
-        except BufferError:
-            producer.poll(wait)
-
-
-def fatal_read_error(error) -> bool:
-    """Whether a consumer error should end a read: end-of-partition notes and retriable errors don't."""
-    return error.code() != KafkaError._PARTITION_EOF and (error.fatal() or not error.retriable())
 
 
 class BankClient:
@@ -87,7 +60,7 @@ class BankClient:
                 if delivered.done():
                     return
                 if err is not None:
-                    delivered.set_exception(KafkaException(err))
+                    delivered.set_exception(ProduceError(err))
                 else:
                     delivered.set_result(None)
             loop.call_soon_threadsafe(settle)
@@ -103,7 +76,7 @@ class BankClient:
             raise TimeoutError(f"{remaining} commands were not delivered within {timeout}s")
         if self._errors:
             errors, self._errors = self._errors, []
-            raise KafkaException(f"{len(errors)} commands failed: {errors[0]}")
+            raise ProduceError(f"{len(errors)} commands failed: {errors[0]}")
 
     def close(self) -> None:
         self._stop.set()
@@ -185,19 +158,13 @@ class OutcomeReader:
 
     def __init__(self, settings: Settings, codec: Codec | None = None):
         self.codec = codec or Codec()
-        self.consumer = Consumer(settings.consumer_config(**{
-            "group.id": f"bank-outcome-reader-{new_id()}", "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "enable.partition.eof": False,
-        }))
+        self.reader = Reader(settings, "outcome-reader", 10.0, **{"enable.partition.eof": False})
         name = topics.COMMAND_OUTCOMES.name
-        metadata = self.consumer.list_topics(name, timeout=10)
-        if name not in metadata.topics or metadata.topics[name].error is not None:
+        existing = self.reader.topics(name, timeout=10)
+        if name not in existing or existing[name].error is not None:
             raise RuntimeError(f"topic {name} does not exist: run `bank topics create`")
-        assignment = []
-        for partition in metadata.topics[name].partitions:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
-            assignment.append(TopicPartition(name, partition, high))
-        self.consumer.assign(assignment)
+        self.reader.assign({(name, partition): self.reader.watermarks(name, partition, timeout=10)[1]
+                            for partition in existing[name].partitions})
         self.outcomes: dict[str, CommandOutcome] = {}
 
     def wait(self, command_ids: Iterable[str], timeout: float = 30.0, progress=None) -> dict[str, CommandOutcome]:
@@ -209,9 +176,7 @@ class OutcomeReader:
         while not wanted <= self.outcomes.keys() and time.monotonic() < deadline:
             if progress is not None:
                 progress(len(wanted & self.outcomes.keys()))
-            for message in self.consumer.consume(1000, timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
-                if message.error() is not None:
-                    continue
+            for message in self.reader.poll(1000, timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
                 try:
                     outcome = self.codec.decode(message.value())
                 except DecodeError:
@@ -220,4 +185,4 @@ class OutcomeReader:
         return {cid: self.outcomes[cid] for cid in wanted if cid in self.outcomes}
 
     def close(self) -> None:
-        self.consumer.close()
+        self.reader.close()

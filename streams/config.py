@@ -23,7 +23,7 @@ class Settings:
     batch_max: int = 500
     #: ... waiting at most this long for a batch to fill: the latency a quiet pipeline pays per hop.
     batch_ms: float = 10.0
-    #: The secret of the emails' keyed hash (streams.privacy); the default is for development only.
+    #: The secret of the emails' keyed hash (streams.services.privacy); the default is for development only.
     email_hash_key: bytes = b"streambank-dev-email-hash-key"
 
     @classmethod

@@ -11,8 +11,8 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from .. import kafka_local
-from ..client import produce_when_room, producer_config
+from ..dev import local_broker
+from ..kafka.producer import produce_when_room, producer_config
 from .env import REPO, BenchEnv, children_cpu
 
 
@@ -23,8 +23,8 @@ def _client_props(env: BenchEnv) -> list[str]:
 
 
 def _java(env: BenchEnv, main: str, *args: str, timeout: float = 300) -> tuple[str, float, float]:
-    libs = kafka_local.ensure_jars(env.base_settings.home)
-    java = kafka_local.find_java()
+    libs = local_broker.ensure_jars(env.base_settings.home)
+    java = local_broker.find_java()
     before = children_cpu()
     started = time.monotonic()
     done = subprocess.run([java, "-Xmx512m", "-cp", f"{libs}/*", main, *args], capture_output=True, text=True,
@@ -169,7 +169,7 @@ def start_kstreams(env: BenchEnv, main: str = KSTREAMS_SIMPLE) -> subprocess.Pop
     log.parent.mkdir(parents=True, exist_ok=True)
     classpath = f"{PEER / 'target' / 'classes'}:{PEER / 'target' / 'dependency'}/*"
     with open(log, "ab") as out:
-        return subprocess.Popen([kafka_local.find_java(), "-Xmx512m", "-cp", classpath, main,
+        return subprocess.Popen([local_broker.find_java(), "-Xmx512m", "-cp", classpath, main,
                                  env.settings.bootstrap_servers, str(REPO / "schemas"), str(state)],
                                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
 

@@ -75,7 +75,7 @@ def _bench_env(web_port, force: bool, keep_broker: bool, log):
 def _run(workload: str, count, accounts, workers, as_json, no_baselines, baseline_count, repeat, save, web_port,
          force, keep_broker, timeout, no_kstreams, no_kstreams_simple=False, no_kstreams_full=False, no_quix=False,
          quiet=False, **extra):
-    from .. import progress
+    from ..cli import progress
     from .report import machine, summarize, text_report
     from .memory import memory
     from .workloads import WORKLOADS, Options

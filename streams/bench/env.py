@@ -14,8 +14,8 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .. import kafka_local
-from ..admin import create_topics
+from ..dev import local_broker
+from ..kafka.admin import create_topics
 from ..config import Settings
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -175,10 +175,10 @@ class BenchEnv:
                 raise BenchError(f"no broker answers at {self.settings.bootstrap_servers}")
             self.log(f"starting the local broker in {self.base_settings.home} on "
                      f"{self.settings.bootstrap_servers}")
-            kafka_local.start(self.base_settings.home, timeout=120,
+            local_broker.start(self.base_settings.home, timeout=120,
                               base_port=_base_port(self.settings.bootstrap_servers))
             self.started_broker = True
-        status = kafka_local.status(self.base_settings.home)
+        status = local_broker.status(self.base_settings.home)
         self.broker_pids = list(status.pids) if status.running else self._broker_pids_by_port()
 
     def _broker_pids_by_port(self) -> list[int]:
@@ -331,5 +331,5 @@ class BenchEnv:
     def close(self) -> None:
         self.stop_workers()
         if self.started_broker:
-            kafka_local.stop(self.base_settings.home)
+            local_broker.stop(self.base_settings.home)
             self.started_broker = False

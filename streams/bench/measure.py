@@ -9,7 +9,7 @@ from collections import Counter
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from ..avro import Codec, DecodeError
+from ..contract.avro import Codec, DecodeError
 from ..config import Settings
 from ..domain.transfers import TERMINAL
 
@@ -157,7 +157,7 @@ class EffectReader:
 
     def wait_for(self, condition, timeout: float, what: str = "effects") -> float:
         """Blocks until `condition()` holds (checked under the lock); returns the time.time() it held."""
-        from .. import progress
+        from ..cli import progress
 
         deadline = time.monotonic() + timeout
         with self.lock, progress.bar(None, f"waiting for {what}"):

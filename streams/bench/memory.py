@@ -21,12 +21,13 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from .. import topics
-from ..avro import Codec
-from ..client import produce_when_room, producer_config
+from ..contract import topics
+from ..contract.avro import Codec
+from ..kafka.producer import produce_when_room, producer_config
 from ..domain import accounts
-from ..processing import (COMMAND_PREFIX, STATE_PREFIX, AccountProjector, CommandProcessor, CustomerProjector,
-                          KeyPrefixed, Origin)
+from ..services.commands import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor
+from ..services.projections import AccountProjector, CustomerProjector
+from ..services.handling import KeyPrefixed, Origin
 from .env import BenchEnv, BenchError
 from .workloads import ACCOUNTS_PER_CUSTOMER, Options
 

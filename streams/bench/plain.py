@@ -15,9 +15,9 @@ import time
 
 from confluent_kafka import Consumer, Producer
 
-from .. import topics
-from ..avro import Codec, DecodeError
-from ..client import producer_config
+from ..contract import topics
+from ..contract.avro import Codec, DecodeError
+from ..kafka.producer import producer_config
 from ..config import Settings
 from ..domain import accounts, views
 from ..domain.base import Rejection

@@ -18,12 +18,12 @@ from decimal import Decimal
 
 from confluent_kafka import Consumer, TopicPartition
 
-from .. import topics
+from ..contract import topics
 from ..client import BankClient, OutcomeReader
 from ..domain.accounts import Deposit
 from ..domain.transfers import TransferMoney
-from ..jsonio import new_id
-from ..workload import open_accounts
+from ..contract.jsonio import new_id
+from ..dev.traffic import open_accounts
 from .env import BenchEnv
 
 MB = 1024 * 1024

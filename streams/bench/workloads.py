@@ -12,11 +12,13 @@ from decimal import Decimal
 
 from confluent_kafka import Producer
 
-from .. import progress, topics
-from ..avro import Codec
-from ..client import BankClient, produce_when_room, producer_config
+from ..cli import progress
+from ..contract import topics
+from ..contract.avro import Codec
+from ..client import BankClient
+from ..kafka.producer import produce_when_room, producer_config
 from ..domain import accounts
-from ..jsonio import new_id
+from ..contract.jsonio import new_id
 from . import baselines
 from .env import (ACCOUNT_VIEW_TOPIC, KSTREAMS_FULL_VIEW_TOPIC, KSTREAMS_VIEW_TOPIC, PLAIN_VIEW_TOPIC, QUIX_VIEW_TOPIC,
                   TRANSFER_VIEW_TOPIC, BenchEnv)

@@ -1,6 +1,6 @@
 """The Customer aggregate: a profile and the accounts the customer may transfer to.
 
-Personal data is sealed by an adapter (streams.privacy) before the domain sees it: a sealed command,
+Personal data is sealed by an adapter (streams.services.privacy) before the domain sees it: a sealed command,
 its events and the state carry `personal_data` (an opaque encrypted blob), `key_id` and `email_hash`,
 with the plaintext fields empty. The domain only copies these along; it never encrypts or decrypts.
 A plaintext command (unit tests, records written before sealing) flows through the same rules.
@@ -89,7 +89,7 @@ class CustomerCreated(Event):
     phone: str | None = None
     address: str | None = None
     email_hash: str = ""
-    personal_data: bytes = b""  # the sealed name, email, phone and address (streams.privacy)
+    personal_data: bytes = b""  # the sealed name, email, phone and address (streams.services.privacy)
     key_id: str = ""
 
 

@@ -13,7 +13,7 @@ from .base import Command, Event, Reason, Rejection, Reply, event_id_for, reply_
 class ReserveEmail(Command):
     """Asked by a customer's `CreateCustomer`; carries the customer's details back in the reply.
 
-    `email` is the registry's key: the email's keyed hash (streams.privacy), and the details are the
+    `email` is the registry's key: the email's keyed hash (streams.services.privacy), and the details are the
     customer's sealed blob; the plaintext fields are filled only by unsealed (test or legacy) commands.
     """
 

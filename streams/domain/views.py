@@ -72,7 +72,7 @@ class CustomerView:
     version: int
     to_accounts: tuple[ToAccount, ...] = ()
     accounts: tuple[AccountSummary, ...] = ()
-    # Sealed personal data (streams.privacy); the API opens it when it answers, never the projection.
+    # Sealed personal data (streams.services.privacy); the API opens it when it answers, never the projection.
     email_hash: str = ""
     personal_data: bytes = b""
     key_id: str = ""

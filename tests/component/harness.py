@@ -22,9 +22,11 @@ from typing import Any
 
 import pytest
 
-from streams.app import create_app, wire
+from streams.worker.app import create_app
+from streams.worker.wiring import wire
 from streams.config import Settings
-from streams.processing import COMMAND_PREFIX, STATE_PREFIX, Outgoing
+from streams.services.commands import COMMAND_PREFIX, STATE_PREFIX
+from streams.services.handling import Outgoing
 
 NOW = 1_700_000_000_000
 

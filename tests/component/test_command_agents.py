@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from harness import scenario
-from streams import topics
+from streams.contract import topics
 from streams.config import Settings
-from streams.privacy import REDACTED_DATA, PersonalData, email_hash, unseal
+from streams.services.privacy import REDACTED_DATA, PersonalData, email_hash, unseal
 from streams.domain.accounts import (
     OPEN,
     AccountOpened,
@@ -623,9 +623,9 @@ async def test_a_customer_refused_its_email_waits_on_nothing_more_so_the_reserva
 @scenario
 async def test_an_unexpected_error_in_a_batch_is_reported_before_anything_of_the_batch_can_be_committed(
         bank, monkeypatch):
-    # In a worker the report stops the process at once (streams.worker.stop_at_once): Faust acks a
+    # In a worker the report stops the process at once (streams.worker.run.stop_at_once): Faust acks a
     # batch even when its agent fails, and must not get to commit it.
-    from streams.processing import CommandProcessor
+    from streams.services.commands import CommandProcessor
 
     def broken(self, key, value, origin):
         raise RuntimeError("a bug")

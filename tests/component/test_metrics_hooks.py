@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from harness import scenario
 from streams.domain.accounts import Deposit, OpenAccount, Withdraw
-from streams.metrics import MetricsSensor
+from streams.worker.metrics import MetricsSensor
 
 ACCOUNTS = "process_account_commands"
 

@@ -1,4 +1,4 @@
-"""The OpenAPI description (streams/openapi.py) against the routes a wired worker really registers."""
+"""The OpenAPI description (streams/http/openapi.py) against the routes a wired worker really registers."""
 from __future__ import annotations
 
 import asyncio
@@ -10,10 +10,11 @@ import jsonschema
 import schemathesis
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams import openapi
-from streams.app import create_app, wire
+from streams.http import openapi
+from streams.worker.app import create_app
+from streams.worker.wiring import wire
 from streams.config import Settings
-from streams.web import error_response
+from streams.http.responses import error_response
 
 
 def registered_routes(tmp_path) -> set[tuple[str, str]]:
@@ -30,8 +31,8 @@ def registered_routes(tmp_path) -> set[tuple[str, str]]:
 def test_every_route_of_the_worker_is_described_and_every_described_operation_is_a_route(tmp_path):
     routes = registered_routes(tmp_path)
     described = {(method, path) for method, path, _ in openapi.operations()}
-    assert routes - described == set(), "routes missing from streams/openapi.py"
-    assert described - routes == set(), "described in streams/openapi.py but not registered"
+    assert routes - described == set(), "routes missing from streams/http/openapi.py"
+    assert described - routes == set(), "described in streams/http/openapi.py but not registered"
 
 
 def test_the_description_is_a_valid_openapi_3_1_document():

@@ -5,7 +5,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from harness import NOW, scenario
-from streams import topics
+from streams.contract import topics
 from streams.domain.accounts import (
     CLOSED,
     OPEN,
@@ -19,7 +19,7 @@ from streams.domain.accounts import (
 from streams.domain.customers import CustomerCreated, CustomerForgotten, ToAccount, ToAccountAdded
 from streams.domain.outcomes import ACCEPTED, REJECTED, CommandOutcome
 from streams.domain.views import AccountSummary, EmailRegistered
-from streams.processing import history_key
+from streams.services.projections import history_key
 
 
 def envelope(aggregate_id, version, command_id):

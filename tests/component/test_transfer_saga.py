@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from harness import scenario
-from streams import topics
+from streams.contract import topics
 from streams.domain.accounts import (
     CLOSED,
     AccountCredited,
@@ -42,7 +42,7 @@ from streams.domain.transfers import (
     TransferMoney,
     TransferRefunded,
 )
-from streams.processing import history_key
+from streams.services.projections import history_key
 
 ACCOUNTS = "process_account_commands"
 TRANSFERS = "process_transfer_commands"

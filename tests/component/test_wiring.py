@@ -7,15 +7,15 @@ import pytest
 from faust.types import Message
 
 from harness import scenario
-from streams import topics
+from streams.contract import topics
 
 TABLES = {
     "customer_to_state", "account_to_state", "transfer_to_state", "email_to_reservation",
     "transfer_to_view", "account_to_view", "account_version_to_entry", "customer_to_view", "email_to_customer",
     "command_to_outcome", "transfer_to_pending_steps", "customer_to_pending_steps",
-    "customer_to_key",  # the keystore of streams.privacy; its changelog is bank.customer-keys
+    "customer_to_key",  # the keystore of streams.services.privacy; its changelog is bank.customer-keys
 }
-#: Readers in streams.topics that are no agents of the worker.
+#: Readers in streams.contract.topics that are no agents of the worker.
 NOT_AGENTS = {"bank verify", "bank send --wait", "operators"}
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streams import kafka_local
-from streams.admin import create_topics
+from streams.dev import local_broker
+from streams.kafka.admin import create_topics
 from streams.config import Settings
 
 from http_api import REPO, Api
@@ -46,16 +46,16 @@ def settings(bank_home) -> Settings:
 @pytest.fixture(scope="session")
 def kafka(settings):
     """A real Kafka broker on 127.0.0.1:9092, started for this session and stopped after it."""
-    if kafka_local.status(settings.home).running:  # pragma: no cover - a fresh tmp home never has one
+    if local_broker.status(settings.home).running:  # pragma: no cover - a fresh tmp home never has one
         raise RuntimeError("unexpected broker in a fresh home")
     try:
-        kafka_local.start(settings.home, timeout=120, base_port=KAFKA_PORT)
-    except kafka_local.KafkaLocalError as exc:
+        local_broker.start(settings.home, timeout=120, base_port=KAFKA_PORT)
+    except local_broker.KafkaLocalError as exc:
         pytest.fail(f"could not start the test broker: {exc}", pytrace=False)
     create_topics(settings)
     yield settings
     if not os.environ.get("BANK_TEST_KEEP"):  # BANK_TEST_KEEP=1 leaves broker and workers up to look at
-        kafka_local.stop(settings.home)
+        local_broker.stop(settings.home)
 
 
 class Worker:

@@ -19,14 +19,16 @@ import pytest
 
 from conftest import KAFKA_PORT, WEB_PORT, Worker, wait_until_serving
 from http_api import REPO
-from streams import kafka_local, status, topics, verify
-from streams.admin import create_topics
+from streams.dev import local_broker
+from streams.ops import status, verify
+from streams.contract import topics
+from streams.kafka.admin import create_topics
 from streams.client import BankClient
 from streams.config import Settings
 from streams.domain.accounts import Deposit
 from streams.domain.transfers import TransferMoney
-from streams.jsonio import new_id
-from streams.workload import Ledger, resend_unanswered, transfer_storm
+from streams.contract.jsonio import new_id
+from streams.dev.traffic import Ledger, resend_unanswered, transfer_storm
 
 # Ports of their own, so the session broker and its workers are not disturbed: derived from the
 # session's so that parallel test sessions given distinct base ports stay apart. With the default 9092:
@@ -45,18 +47,18 @@ EXTRA_WORKER_PORT = WEB_PORT + 4
 def own_kafka(home: Path, *, brokers: int, base_port: int) -> Iterator[Settings]:
     """A broker (or a 3-broker cluster) in `home` with every topic created; stopped afterwards."""
     replication = 3 if brokers == 3 else 1
-    bootstrap = ",".join(f"127.0.0.1:{kafka_local.broker_port(base_port, i)}" for i in range(1, brokers + 1))
+    bootstrap = ",".join(f"127.0.0.1:{local_broker.broker_port(base_port, i)}" for i in range(1, brokers + 1))
     settings = Settings(home=home, partitions=4, replication_factor=replication, bootstrap_servers=bootstrap)
     try:
-        kafka_local.start(home, brokers=brokers, timeout=120, base_port=base_port)
+        local_broker.start(home, brokers=brokers, timeout=120, base_port=base_port)
         create_topics(settings)
-    except (kafka_local.KafkaLocalError, RuntimeError) as exc:
-        kafka_local.stop(home)
+    except (local_broker.KafkaLocalError, RuntimeError) as exc:
+        local_broker.stop(home)
         pytest.fail(f"could not start a {brokers}-broker kafka on port {base_port}: {exc}", pytrace=False)
     try:
         yield settings
     finally:
-        kafka_local.stop(home)
+        local_broker.stop(home)
 
 
 @contextlib.contextmanager

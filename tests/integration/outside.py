@@ -1,6 +1,6 @@
 """The check from outside: what any consumer of the log and any user of the HTTP API can see.
 
-Independent of `bank verify` (streams/verify.py) on purpose, so that the fault tests do not judge the
+Independent of `bank verify` (streams/ops/verify.py) on purpose, so that the fault tests do not judge the
 workers with the code they judge `bank verify` with: its own read of the topics (confluent-kafka,
 `isolation.level=read_committed`, no consumer group, from the first offset to the end seen at start),
 its own fold of the events, and the HTTP views compared with that fold. Shared by the fault tests
@@ -25,17 +25,30 @@ import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from streams import topics
-from streams.avro import Codec, DecodeError
-from streams.client import fatal_read_error
+from streams.contract import topics
+from streams.contract.avro import Codec, DecodeError
+from streams.kafka.reader import fatal_read_error
 from streams.config import Settings
-from streams.domain.accounts import (AccountClosed, AccountCredited, AccountDebited, AccountOpened, AccountRefunded,
-                                     MoneyDeposited, MoneyWithdrawn)
+from streams.domain.accounts import (
+    AccountClosed,
+    AccountCredited,
+    AccountDebited,
+    AccountOpened,
+    AccountRefunded,
+    MoneyDeposited,
+    MoneyWithdrawn,
+)
 from streams.domain.base import Event
 from streams.domain.customers import CustomerCreated, CustomerForgotten, ToAccountAdded, ToAccountRemoved
 from streams.domain.outcomes import CommandOutcome
-from streams.domain.transfers import (TransferCompleted, TransferCreditFailed, TransferDebited, TransferFailed,
-                                      TransferInitiated, TransferRefunded)
+from streams.domain.transfers import (
+    TransferCompleted,
+    TransferCreditFailed,
+    TransferDebited,
+    TransferFailed,
+    TransferInitiated,
+    TransferRefunded,
+)
 
 ZERO = Decimal("0.00")
 TERMINAL = ("COMPLETED", "FAILED", "REFUNDED")  # spelled here: no state names borrowed from the domain

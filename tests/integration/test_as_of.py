@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import jsonschema
 
-from streams.history import format_instant
+from streams.ops.as_of import format_instant
 
 from http_api import REPO
 

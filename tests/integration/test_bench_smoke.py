@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from streams import kafka_local
+from streams.dev import local_broker
 
 from http_api import REPO
 
@@ -27,13 +27,13 @@ def bench_env(tmp_path_factory):
     home = tmp_path_factory.mktemp("bench-home")
     os.environ.setdefault("BANK_KAFKA_LIBS", str(REPO / ".bank" / "kafka" / "libs"))
     try:
-        kafka_local.start(home, timeout=120, base_port=KAFKA_PORT)
-    except kafka_local.KafkaLocalError as exc:
+        local_broker.start(home, timeout=120, base_port=KAFKA_PORT)
+    except local_broker.KafkaLocalError as exc:
         pytest.fail(f"could not start the bench broker: {exc}", pytrace=False)
     env = {**os.environ, "BANK_HOME": str(home), "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{KAFKA_PORT}",
            "BANK_PARTITIONS": "4", "BANK_WEB_PORT": str(WEB_PORT)}
     yield env
-    kafka_local.stop(home)
+    local_broker.stop(home)
 
 
 def bench(env, *args) -> dict:

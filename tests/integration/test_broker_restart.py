@@ -7,10 +7,10 @@ import time
 import pytest
 
 from faults import RESTART_KAFKA_PORT, bank_verify, own_kafka, own_workers, quiesce, storm_through
-from streams import kafka_local
+from streams.dev import local_broker
 from streams.client import BankClient, OutcomeReader
 from streams.domain.transfers import TERMINAL
-from streams.workload import open_accounts
+from streams.dev.traffic import open_accounts
 
 ACCOUNTS = 40
 TRANSFERS = 800
@@ -29,9 +29,9 @@ def test_workers_ride_out_a_broker_restart_mid_storm_and_every_invariant_holds(t
         def restart_broker():
             time.sleep(3)  # let the storm get going
             down = time.monotonic()
-            kafka_local.stop(settings.home)  # SIGTERM: a clean restart, as in a rolling upgrade
+            local_broker.stop(settings.home)  # SIGTERM: a clean restart, as in a rolling upgrade
             time.sleep(2)
-            kafka_local.start(settings.home, base_port=RESTART_KAFKA_PORT, timeout=120)
+            local_broker.start(settings.home, base_port=RESTART_KAFKA_PORT, timeout=120)
             restarts.append((down, time.monotonic()))
 
         storm, resent, storm_started = storm_through(restart_broker, client, reader, ledger, TRANSFERS, seed=5,

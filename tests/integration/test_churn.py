@@ -19,7 +19,7 @@ from faults import (EXTRA_WORKER_PORT, FAULTS_KAFKA_PORT, bank_verify, during, m
 from outside import (EVENT_TOPICS, OUTCOMES, OutcomeTail, Summary, check_account_views, check_command_views,
                      check_transfers, fold, one_outcome_each, outcomes_in, read_committed)
 from streams.client import BankClient, OutcomeReader
-from streams.workload import open_accounts
+from streams.dev.traffic import open_accounts
 
 ACCOUNTS = 40
 DEPOSITS = 1500

@@ -8,10 +8,12 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from faults import CLUSTER_KAFKA_PORT, bank_verify, own_kafka, own_workers, quiesce, storm_through
-from streams import kafka_local, topics
+from streams.dev import local_broker
+from streams import topology
+from streams.contract import topics
 from streams.client import BankClient, OutcomeReader
 from streams.domain.transfers import TERMINAL
-from streams.workload import open_accounts
+from streams.dev.traffic import open_accounts
 
 ACCOUNTS = 30
 TRANSFERS = 600
@@ -39,7 +41,7 @@ def test_a_broker_killed_mid_storm_in_a_three_broker_cluster_loses_nothing(tmp_p
         ledger = open_accounts(client, reader, "cust-cluster", ACCOUNTS, zero_every=8)
 
         replication = replication_of_every_topic(settings)
-        wanted = {spec.name for spec in topics.ALL_TOPICS} | {topics.changelog_topic(t) for t in topics.TABLES}
+        wanted = {spec.name for spec in topics.ALL_TOPICS} | {topics.changelog_topic(t) for t in topology.TABLES}
         assert wanted <= set(replication), wanted - set(replication)
         # Every topic, the workers' own (Faust's leader topic) included, is replicated 3 times with min ISR 2.
         assert {name: r for name, r in replication.items() if r != ({3}, "2")} == {}
@@ -49,15 +51,15 @@ def test_a_broker_killed_mid_storm_in_a_three_broker_cluster_loses_nothing(tmp_p
         def kill_and_restart():
             time.sleep(3)
             down = time.monotonic()
-            pid = kafka_local.kill(settings.home, VICTIM)
+            pid = local_broker.kill(settings.home, VICTIM)
             assert pid is not None, "the victim broker was not running"
             time.sleep(4)
-            kafka_local.start_one(settings.home, VICTIM, timeout=120)
+            local_broker.start_one(settings.home, VICTIM, timeout=120)
             kills.append((pid, down, time.monotonic()))
 
         storm, resent, storm_started = storm_through(kill_and_restart, client, reader, ledger, TRANSFERS, seed=9,
                                                      rate=RATE)
-        assert kafka_local.status(settings.home).running, "all three brokers are back"
+        assert local_broker.status(settings.home).running, "all three brokers are back"
         client.close()
         reader.close()
 

@@ -20,9 +20,9 @@ from faults import (FAULTS_KAFKA_PORT, assignment_of, bank_verify, during, group
 from http_api import Api
 from outside import (EVENT_TOPICS, OUTCOMES, OutcomeTail, Summary, check_account_views, check_command_views,
                      check_customers, fold, one_outcome_each, outcomes_in, read_committed)
-from streams import topics
+from streams.contract import topics
 from streams.client import BankClient
-from streams.jsonio import new_id
+from streams.contract.jsonio import new_id
 
 CUSTOMERS = 300
 CREATE_RATE = 7.5  # customers a second: the creations span the whole crash loop
@@ -30,7 +30,7 @@ KILLS = 8
 KILL_EVERY = 5.0
 SETTLE_LIMIT = 30.0  # the group must settle this soon after the last kill
 # The healthy worker may pause while the group rebalances, but not for longer than a dead member takes
-# to be dropped (the 10 s session timeout, streams/app.py) and a rebalance to finish: 15 s at most
+# to be dropped (the 10 s session timeout, streams/worker/app.py) and a rebalance to finish: 15 s at most
 # without taking a single command on its partitions while the loop runs. What counts is its own step,
 # so that a hop on the crashing worker's partitions cannot be blamed on it: for a CreateCustomer the
 # ReserveEmail it sends on (the outcome waits on the email's partition, which may be the other's), for

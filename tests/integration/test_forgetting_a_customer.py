@@ -8,10 +8,12 @@ from collections import defaultdict
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from streams import topics, verify
+from streams.contract import topics
+from streams.ops import verify
 from streams.domain import views
-from streams.privacy import REDACTED, read_keys
-from streams.web import customer_json
+from streams.services.privacy import REDACTED
+from streams.ops.keys import read_keys
+from streams.http.api import customer_json
 
 
 def raw_records(settings) -> list[tuple[str, bytes]]:

@@ -1,4 +1,4 @@
-"""streams.kafka_local against a real Kafka 4.0.0 broker (KRaft).
+"""streams.dev.local_broker against a real Kafka 4.0.0 broker (KRaft).
 
 Self-contained: uses its own BANK_HOME under tmp_path and base port 19192 (broker
 127.0.0.1:19192, controller 29192), so it never collides with the session broker that
@@ -15,21 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from streams import kafka_local
-from streams.kafka_local import KafkaLocalError
+from streams.dev import local_broker
+from streams.dev.local_broker import KafkaLocalError
 
 pytestmark = pytest.mark.integration
 
 BASE_PORT = 19192
-REPO_ROOT = Path(kafka_local.__file__).resolve().parent.parent
+REPO_ROOT = Path(local_broker.__file__).resolve().parent.parent
 
 
 def _libs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    env = os.environ.get(kafka_local.LIBS_ENV)
+    env = os.environ.get(local_broker.LIBS_ENV)
     if env:
         return Path(env)
     repo_libs = REPO_ROOT / ".bank" / "kafka" / "libs"
-    if (repo_libs / kafka_local.VERSION_MARKER).exists():
+    if (repo_libs / local_broker.VERSION_MARKER).exists():
         return repo_libs
     return tmp_path_factory.getbasetemp() / "kafka-libs"
 
@@ -38,11 +38,11 @@ def _libs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def kafka_env(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("kafkahome")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(kafka_local.LIBS_ENV, str(_libs_dir(tmp_path_factory)))
+        mp.setenv(local_broker.LIBS_ENV, str(_libs_dir(tmp_path_factory)))
         try:
             yield home
         finally:
-            kafka_local.stop(home, timeout=30)  # never leave a JVM behind
+            local_broker.stop(home, timeout=30)  # never leave a JVM behind
 
 
 def _roundtrip(bootstrap: str, replication: int = 1) -> None:
@@ -85,9 +85,9 @@ def _roundtrip(bootstrap: str, replication: int = 1) -> None:
 
 def test_start_status_idempotent_roundtrip_stop(kafka_env: Path) -> None:
     home = kafka_env
-    assert not kafka_local.status(home, base_port=BASE_PORT).running
+    assert not local_broker.status(home, base_port=BASE_PORT).running
 
-    st = kafka_local.start(home, brokers=1, timeout=120, base_port=BASE_PORT)
+    st = local_broker.start(home, brokers=1, timeout=120, base_port=BASE_PORT)
     assert st.running and len(st.pids) == 1
     assert st.bootstrap_servers == f"127.0.0.1:{BASE_PORT}"
     assert st.version == "4.0.0"
@@ -95,31 +95,31 @@ def test_start_status_idempotent_roundtrip_stop(kafka_env: Path) -> None:
     assert (st.data_dir / "broker-1" / "data" / "meta.properties").exists()
     assert (st.data_dir / "broker-1" / "pid").read_text().strip() == str(st.pids[0])
 
-    again = kafka_local.status(home)
+    again = local_broker.status(home)
     assert again.running and again.pids == st.pids
 
     # idempotent: no second JVM
-    st2 = kafka_local.start(home, brokers=1, timeout=30, base_port=BASE_PORT)
+    st2 = local_broker.start(home, brokers=1, timeout=30, base_port=BASE_PORT)
     assert st2.pids == st.pids
 
     # a different broker count on the same data is refused clearly
     with pytest.raises(KafkaLocalError, match="reset"):
-        kafka_local.start(home, brokers=3, base_port=BASE_PORT)
+        local_broker.start(home, brokers=3, base_port=BASE_PORT)
 
     _roundtrip(st.bootstrap_servers)
-    assert "Kafka Server started" in kafka_local.logs(home, 10_000)
+    assert "Kafka Server started" in local_broker.logs(home, 10_000)
 
-    stopped = kafka_local.stop(home, timeout=30)
+    stopped = local_broker.stop(home, timeout=30)
     assert stopped == st.pids
-    after = kafka_local.status(home)
+    after = local_broker.status(home)
     assert not after.running and after.pids == []
     assert not (st.data_dir / "broker-1" / "pid").exists()
-    assert kafka_local.stop(home) == []  # idempotent when nothing runs
+    assert local_broker.stop(home) == []  # idempotent when nothing runs
 
     # restart on the same (already formatted) data
-    st3 = kafka_local.start(home, brokers=1, timeout=120, base_port=BASE_PORT)
+    st3 = local_broker.start(home, brokers=1, timeout=120, base_port=BASE_PORT)
     assert st3.running and st3.cluster_id == st.cluster_id
-    kafka_local.stop(home)
+    local_broker.stop(home)
 
 
 def test_port_in_use_is_reported(kafka_env: Path, tmp_path: Path) -> None:
@@ -129,28 +129,28 @@ def test_port_in_use_is_reported(kafka_env: Path, tmp_path: Path) -> None:
         s.bind(("127.0.0.1", BASE_PORT))
         s.listen()
         with pytest.raises(KafkaLocalError, match=f"port {BASE_PORT}.*in use"):
-            kafka_local.start(home, brokers=1, timeout=30, base_port=BASE_PORT)
-    assert not kafka_local.status(home).running
+            local_broker.start(home, brokers=1, timeout=30, base_port=BASE_PORT)
+    assert not local_broker.status(home).running
 
 
 def test_three_brokers_kill_and_restart_one(kafka_env: Path, tmp_path: Path) -> None:
     home = tmp_path / "three"
     try:
-        st = kafka_local.start(home, brokers=3, timeout=180, base_port=BASE_PORT)
+        st = local_broker.start(home, brokers=3, timeout=180, base_port=BASE_PORT)
         assert st.running and len(st.pids) == 3 and len(set(st.pids)) == 3
         assert st.bootstrap_servers == ",".join(f"127.0.0.1:{BASE_PORT + i}" for i in range(3))
         props = (home / "kafka" / "broker-2" / "server.properties").read_text()
         assert "min.insync.replicas=2" in props and "default.replication.factor=3" in props
         _roundtrip(st.bootstrap_servers, replication=3)
 
-        killed = kafka_local.kill(home, 2)
+        killed = local_broker.kill(home, 2)
         assert killed == st.pids[1]
-        degraded = kafka_local.status(home)
+        degraded = local_broker.status(home)
         assert not degraded.running and degraded.nodes[2] is None and len(degraded.pids) == 2
 
-        back = kafka_local.start_one(home, 2, timeout=180)
+        back = local_broker.start_one(home, 2, timeout=180)
         assert back.running and back.nodes[2] not in (None, killed)
         assert back.nodes[1] == st.pids[0] and back.nodes[3] == st.pids[2]
     finally:
-        kafka_local.stop(home, timeout=60)
-    assert not kafka_local.status(home).running
+        local_broker.stop(home, timeout=60)
+    assert not local_broker.status(home).running

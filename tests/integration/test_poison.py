@@ -13,8 +13,8 @@ from decimal import Decimal
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from streams import topics
-from streams.avro import MAGIC, Codec, DecodeError
+from streams.contract import topics
+from streams.contract.avro import MAGIC, Codec, DecodeError
 from streams.domain.accounts import AccountOpened, Deposit
 
 from http_api import REPO

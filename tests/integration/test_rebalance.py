@@ -16,7 +16,7 @@ from faults import OWN_WORKER_PORTS, bank_verify, quiesce, storm_through
 from http_api import Api
 from streams.client import BankClient, OutcomeReader
 from streams.domain.transfers import TERMINAL
-from streams.workload import open_accounts
+from streams.dev.traffic import open_accounts
 
 ACCOUNTS = 40
 TRANSFERS = 600

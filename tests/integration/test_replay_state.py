@@ -13,9 +13,11 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from conftest import wait_until_serving
-from streams import localstate, topics
+from streams.worker import localstate
+from streams import topology
+from streams.contract import topics
 from streams.client import BankClient, OutcomeReader
-from streams.workload import open_accounts, resend_unanswered, transfer_storm
+from streams.dev.traffic import open_accounts, resend_unanswered, transfer_storm
 from test_replay_views import bank, quiet_and_verified
 
 
@@ -49,7 +51,7 @@ def start_supervised(workers, restarts: list, attempts: int = 3) -> None:
 
 def delete_changelogs(settings) -> None:
     admin = AdminClient(settings.confluent_config())
-    for future in admin.delete_topics([topics.changelog_topic(t) for t in topics.TABLES]).values():
+    for future in admin.delete_topics([topics.changelog_topic(t) for t in topology.TABLES]).values():
         future.result()
 
 

@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from http_api import REPO
-from streams import verify
+from streams.ops import verify
 from streams.client import BankClient, OutcomeReader
-from streams.generations import read_pointer
-from streams.history import account_state_at
-from streams.workload import open_accounts, resend_unanswered, transfer_storm
+from streams.kafka.pointer import read_pointer
+from streams.ops.as_of import account_state_at
+from streams.dev.traffic import open_accounts, resend_unanswered, transfer_storm
 
 
 def bank(settings, *args, timeout=300) -> subprocess.CompletedProcess:

@@ -6,10 +6,10 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams import topics
-from streams.topics import partition_for
+from streams.contract import topics
+from streams.contract.topics import partition_for
 from streams.client import BankClient, OutcomeReader
-from streams.avro import Codec, DecodeError
+from streams.contract.avro import Codec, DecodeError
 
 
 def wait_terminal(api, transfer_id: str, timeout: float = 30.0) -> dict:

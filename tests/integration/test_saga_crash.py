@@ -14,10 +14,10 @@ import pytest
 
 from conftest import wait_until_serving
 from http_api import REPO
-from streams import verify
+from streams.ops import verify
 from streams.client import BankClient, OutcomeReader
 from streams.domain.transfers import TERMINAL
-from streams.workload import open_accounts, resend_unanswered, transfer_storm
+from streams.dev.traffic import open_accounts, resend_unanswered, transfer_storm
 
 ACCOUNTS = 100
 TRANSFERS_PER_HALF = 1000

@@ -9,7 +9,7 @@ import time
 
 from http_api import REPO
 
-from streams import topics
+from streams.contract import topics
 
 
 def bank_status(kafka, *args: str) -> subprocess.CompletedProcess:

@@ -13,12 +13,12 @@ from confluent_kafka import Consumer, TopicPartition
 
 from conftest import Worker, wait_until_serving
 from faults import OWN_WORKER_PORTS, RESTART_KAFKA_PORT, bank_verify, own_kafka
-from streams import topics
-from streams.avro import Codec
+from streams.contract import topics
+from streams.contract.avro import Codec
 from streams.client import BankClient, OutcomeReader
 from streams.domain.accounts import MoneyDeposited
-from streams.jsonio import new_id
-from streams.workload import open_accounts
+from streams.contract.jsonio import new_id
+from streams.dev.traffic import open_accounts
 
 ACCOUNTS = 8
 HELD_AGENT = "process_account_commands"

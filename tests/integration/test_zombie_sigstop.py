@@ -22,15 +22,15 @@ from faults import (FAULTS_KAFKA_PORT, bank_verify, during, health_of, money_sto
 from outside import (EVENT_TOPICS, OUTCOMES, OutcomeTail, Summary, check_account_views, check_transfers, fold,
                      one_outcome_each, outcomes_in, read_committed)
 from streams.client import BankClient, OutcomeReader
-from streams.jsonio import new_id
-from streams.workload import open_accounts
+from streams.contract.jsonio import new_id
+from streams.dev.traffic import open_accounts
 
 ACCOUNTS = 40
 DEPOSITS = 2000
 TRANSFERS = 600
 RATE = 45  # commands a second: the storm lasts ~58 s, long enough for three stops
 STOPS = 3
-STOP_SECONDS = 15.0  # longer than the workers' broker_session_timeout (10 s, streams/app.py)
+STOP_SECONDS = 15.0  # longer than the workers' broker_session_timeout (10 s, streams/worker/app.py)
 BETWEEN_STOPS = 4.0
 FINAL_DEPOSIT = Decimal("1.00")
 

@@ -16,8 +16,8 @@ import pytest
 from fastavro.schema import fingerprint as fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from streams import records
-from streams.avro import MAGIC, SCHEMA_DIR, Codec, DecodeError, fingerprint, record_schema, schema_file
+from streams.contract import records
+from streams.contract.avro import MAGIC, SCHEMA_DIR, Codec, DecodeError, fingerprint, record_schema, schema_file
 from streams.domain.accounts import Account, Deposit, MoneyDeposited, OpenAccount
 from streams.domain.customers import ToAccount
 from streams.domain.outcomes import REJECTED, CommandOutcome
@@ -215,7 +215,7 @@ def test_decode_accepts_bytearray_and_memoryview(codec):
 
 @pytest.mark.parametrize("record_type", records.RECORD_TYPES, ids=type_id)
 def test_the_committed_schema_is_the_one_generated_from_the_dataclass(record_type):
-    """A schema change must be deliberate: regenerate with `python -m streams.avro` and commit it."""
+    """A schema change must be deliberate: regenerate with `python -m streams.contract.avro` and commit it."""
     assert schema_file(record_type).exists(), f"missing {schema_file(record_type).name}"
     assert raw_schema(record_type) == record_schema(record_type)
 

@@ -1,4 +1,4 @@
-"""Batched table writes (streams.batches): each record's partition, each key's last write, one
+"""Batched table writes (streams.worker.batches): each record's partition, each key's last write, one
 RocksDB WriteBatch per committed partition with its changelog offset; and coalescing superseded records."""
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from decimal import Decimal
 import pytest
 from rocksdict import Options, Rdict
 
-from streams.avro import Codec
-from streams.batches import BatchedTable, coalesce
+from streams.contract.avro import Codec
+from streams.worker.batches import BatchedTable, coalesce
 from streams.domain import accounts
-from streams.processing import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor, KeyPrefixed, Origin, Outgoing
-from streams import topics
+from streams.services.commands import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor
+from streams.services.handling import KeyPrefixed, Origin, Outgoing
+from streams.contract import topics
 
 CHANGELOG = "streambank-account_to_state-changelog"
 

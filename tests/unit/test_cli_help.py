@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 from click.testing import CliRunner
 
-from streams.cli import cli
+from streams.cli.main import cli
 
 
 def every_command(group: click.Group, path: tuple[str, ...] = ("bank",)):

@@ -8,9 +8,9 @@ import click
 import pytest
 import yaml
 
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.config import Settings
-from streams.kafka_local import pom_kafka_version
+from streams.dev.local_broker import pom_kafka_version
 
 REPO = Path(__file__).resolve().parents[2]
 

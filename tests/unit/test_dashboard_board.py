@@ -1,13 +1,13 @@
-"""The dashboard's fold (streams.dashboard.Board): what the page shows after which events."""
+"""The dashboard's fold (streams.http.dashboard.Board): what the page shows after which events."""
 from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
 
 from given_when_then import NOW
-from streams.avro import Codec
+from streams.contract.avro import Codec
 from streams.config import Settings
-from streams.dashboard import RECENT_TRANSFERS, Board, Feed
+from streams.http.dashboard import RECENT_TRANSFERS, Board, Feed
 from streams.domain.accounts import AccountOpened, MoneyDeposited
 from streams.domain.customers import CustomerCreated
 from streams.domain.transfers import TransferCompleted, TransferDebited, TransferFailed, TransferInitiated

@@ -7,10 +7,10 @@ import logging
 import pytest
 from confluent_kafka import Producer
 
-from streams import topics
-from streams.client import producer_config
+from streams.contract import topics
+from streams.kafka.producer import producer_config
 from streams.config import Settings
-from streams.processing import (
+from streams.services.handling import (
     BROKER_MESSAGE_MAX_BYTES,
     DEADLETTER_MAX_BYTES,
     PRODUCER_MESSAGE_MAX_BYTES,
@@ -90,7 +90,7 @@ def test_wire_size_counts_key_value_headers_and_the_record_and_batch_framing():
 # bank deadletter list / replay, of a letter that omitted the value ----------------------------------
 
 class Message:
-    """What confluent-kafka's consumer hands `streams.deadletters._parse`."""
+    """What confluent-kafka's consumer hands `streams.ops.deadletters._parse`."""
 
     def __init__(self, letter, partition=0, offset=7):
         self.letter, self._partition, self._offset = letter, partition, offset
@@ -115,7 +115,7 @@ class Message:
 
 
 def parked(value: bytes, offset=7):
-    from streams.deadletters import _parse
+    from streams.ops.deadletters import _parse
     return _parse(Message(dead_letter(b"acc-1", value, ORIGIN, "undecodable: too large"), offset=offset))
 
 
@@ -135,18 +135,18 @@ def test_a_letter_that_kept_the_value_lists_it_as_before():
 
 
 def dry_replay(monkeypatch, records, fetch):
-    from streams import deadletters
+    from streams.ops import deadletters
     monkeypatch.setattr(deadletters, "read_parked", lambda settings, timeout: records)
-    monkeypatch.setattr(deadletters, "read_replayed", lambda settings, timeout: set())
+    monkeypatch.setattr(deadletters, "read_resent", lambda settings, timeout: set())
     return {r.record.marker: (r.action, r.detail, r.record)
-            for r in deadletters.replay(Settings(), dry_run=True, fetch=fetch)}
+            for r in deadletters.resend(Settings(), dry_run=True, fetch=fetch)}
 
 
 def test_replaying_a_letter_that_omitted_the_value_reads_the_original_at_its_source_offset(monkeypatch):
     from decimal import Decimal
 
-    from streams.avro import Codec
-    from streams.deadletters import OriginalUnavailable
+    from streams.contract.avro import Codec
+    from streams.ops.deadletters import OriginalUnavailable
     from streams.domain.accounts import Deposit
 
     original = Codec().encode(Deposit(command_id="d-1", account_id="acc-1", amount=Decimal("1.00")))

@@ -1,18 +1,12 @@
-"""State as of a time: the pure fold and ISO-8601 parsing of streams.history."""
+"""State as of a time: the pure fold and ISO-8601 parsing of streams.ops.as_of."""
 from __future__ import annotations
 
 from decimal import Decimal
 
 import pytest
 
-from streams.domain.accounts import (
-    AccountClosed,
-    AccountCredited,
-    AccountOpened,
-    MoneyDeposited,
-    MoneyWithdrawn,
-)
-from streams.history import account_as_of, as_json, format_instant, parse_instant
+from streams.domain.accounts import AccountClosed, AccountCredited, AccountOpened, MoneyDeposited, MoneyWithdrawn
+from streams.ops.as_of import account_as_of, as_json, format_instant, parse_instant
 
 D = Decimal
 T = 1_714_564_800_000  # 2024-05-01T12:00:00Z

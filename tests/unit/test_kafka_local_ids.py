@@ -1,5 +1,5 @@
 """Cluster ids for kafka-storage format."""
-from streams.kafka_local import _random_cluster_id
+from streams.dev.local_broker import _random_cluster_id
 
 
 def test_a_cluster_id_never_starts_with_a_dash_which_kafka_storage_would_take_for_an_option():

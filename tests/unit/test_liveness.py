@@ -1,5 +1,5 @@
 """The stall detector: work waiting and no progress for long enough means stalled."""
-from streams.liveness import StallDetector
+from streams.worker.liveness import StallDetector
 
 
 def test_a_partition_with_waiting_work_and_no_progress_for_the_stall_time_is_stalled():
@@ -46,7 +46,7 @@ def fake_app(position: int, unacked_tps=()):
 
 
 def test_a_partition_read_to_its_end_whose_last_record_is_a_transaction_marker_has_no_work_waiting():
-    from streams.liveness import source_offsets
+    from streams.worker.liveness import source_offsets
     # Records up to 10 handled (committed 11); offset 11 is the commit marker; the highwater is 12.
     offsets = source_offsets(fake_app(position=12), changelog_topics=set())
     detector = StallDetector(stall_seconds=30)
@@ -54,6 +54,6 @@ def test_a_partition_read_to_its_end_whose_last_record_is_a_transaction_marker_h
 
 
 def test_a_partition_with_fetched_records_still_unhandled_keeps_its_end():
-    from streams.liveness import source_offsets
+    from streams.worker.liveness import source_offsets
     assert source_offsets(fake_app(position=12, unacked_tps=[("t", 0)]), changelog_topics=set())[("t", 0)] == (0, 11, 12)
     assert source_offsets(fake_app(position=5), changelog_topics=set())[("t", 0)] == (0, 11, 12)

@@ -10,8 +10,8 @@ from faust.types import TP
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import topics
-from streams.metrics import Metrics, MetricsSensor, PipelineCollector, register_metrics
+from streams.contract import topics
+from streams.worker.metrics import Metrics, MetricsSensor, PipelineCollector, register_metrics
 
 
 def samples(metrics: Metrics) -> dict[tuple, float]:
@@ -198,8 +198,8 @@ def test_http_requests_count_by_method_route_template_and_status_and_metrics_are
 
 
 def test_a_committed_batch_counts_its_transactions_and_the_records_it_wrote_and_a_fenced_one_is_counted_apart():
-    from streams.processing import Outgoing
-    from streams.transactions import PartitionEffects
+    from streams.services.handling import Outgoing
+    from streams.kafka.transactions import PartitionEffects
     metrics = Metrics(process=False)
     effects = [PartitionEffects(0, [], [Outgoing("bank.accounts.events", "A", b"e"),
                                         Outgoing("bank.command-outcomes", "c", b"o")], {}),
@@ -213,8 +213,8 @@ def test_a_committed_batch_counts_its_transactions_and_the_records_it_wrote_and_
 
 
 def test_a_committed_dead_letter_is_counted_by_the_topic_it_came_from():
-    from streams.processing import Origin, dead_letter
-    from streams.transactions import PartitionEffects
+    from streams.services.handling import Origin, dead_letter
+    from streams.kafka.transactions import PartitionEffects
     metrics = Metrics(process=False)
     letter = dead_letter(b"A", b"garbage", Origin("bank.accounts.commands", 0, 7), "undecodable")
     metrics.transaction_committed("process_account_commands", [PartitionEffects(0, [], [letter], {})], 0.01)

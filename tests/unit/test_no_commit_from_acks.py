@@ -10,7 +10,7 @@ from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams.app import TransactionalConsumer
+from streams.worker.app import TransactionalConsumer
 
 TP0 = TP("bank.accounts.commands", 0)
 
@@ -43,6 +43,6 @@ def test_given_the_workers_consumer_when_faust_commits_then_nothing_is_sent_to_k
     consumer = SimpleNamespace(_committed_offset={}, _commit=commit_to_kafka,
                                _thread=SimpleNamespace(tp_last_committed_at={}))
     assert asyncio.run(TransactionalConsumer._commit_offsets(consumer, {TP0: 8}))
-    assert sent == []  # offsets reach Kafka only inside the batches' transactions (streams.transactions)
+    assert sent == []  # offsets reach Kafka only inside the batches' transactions (streams.kafka.transactions)
     assert consumer._committed_offset == {TP0: 8}  # Faust's ack bookkeeping still trims
     assert TP0 in consumer._thread.tp_last_committed_at  # and its livelock check hears of the commit

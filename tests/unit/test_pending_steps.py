@@ -2,12 +2,13 @@
 and an operator read to see what a saga waits on)."""
 from decimal import Decimal
 
-from streams import topics
-from streams.avro import Codec
+from streams.contract import topics
+from streams.contract.avro import Codec
 from streams.domain import transfers
 from streams.domain.transfer_steps import RecordCredit, RecordDebit
 from streams.domain.transfers import TransferMoney
-from streams.processing import CommandProcessor, Origin
+from streams.services.commands import CommandProcessor
+from streams.services.handling import Origin
 
 ORIGIN = Origin("bank.transfers.commands", 0, 0)
 codec = Codec()

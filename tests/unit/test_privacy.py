@@ -1,4 +1,4 @@
-"""Crypto-shredding (streams.privacy): per-customer AES-GCM sealing, the redacted form without a key,
+"""Crypto-shredding (streams.services.privacy): per-customer AES-GCM sealing, the redacted form without a key,
 the keyed email hash, and the keystore's part in creating and forgetting customers."""
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from given_when_then import NOW, Aggregate
-from streams.avro import Codec
+from streams.contract.avro import Codec
 from streams.config import Settings
 from streams.domain import customers, views
 from streams.domain.base import Reason
 from streams.domain.customers import CreateCustomer, CustomerCreated, CustomerForgotten, ForgetCustomer
 from streams.domain.emails import RecordEmailReservation
-from streams.privacy import (
+from streams.services.privacy import (
     DEV_EMAIL_HASH_KEY,
     REDACTED,
     REDACTED_DATA,
@@ -187,8 +187,9 @@ class LocalTable(dict):
 
 
 def customer_processor():
-    from streams import topics
-    from streams.processing import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor, KeyPrefixed
+    from streams.contract import topics
+    from streams.services.commands import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor
+    from streams.services.handling import KeyPrefixed
 
     ledger, keys, pending = LocalTable(), LocalTable(), LocalTable()
     processor = CommandProcessor(Codec(), customers, (topics.CUSTOMER_COMMANDS, topics.CUSTOMER_REPLIES),
@@ -204,7 +205,7 @@ def aborted(tables):
 
 
 def test_a_create_customer_retried_after_an_aborted_attempt_writes_its_key_again_with_the_same_reservation():
-    from streams.processing import Origin
+    from streams.services.handling import Origin
     processor, tables = customer_processor()
     keys = tables[1]
     command = Codec().encode(create())
@@ -217,7 +218,7 @@ def test_a_create_customer_retried_after_an_aborted_attempt_writes_its_key_again
 
 
 def test_the_reply_that_creates_a_sealed_customer_writes_its_key_again_with_customer_created():
-    from streams.processing import Origin
+    from streams.services.handling import Origin
     processor, tables = customer_processor()
     keys = tables[1]
     codec = Codec()
@@ -300,7 +301,7 @@ def test_the_customer_view_of_a_forgotten_customer_keeps_accounts_and_drops_the_
 # What the API shows, and records written before sealing ---------------------------------------------
 
 def test_the_api_opens_a_sealed_view_with_its_key_and_redacts_it_without(sealed_customer):
-    from streams.web import customer_json
+    from streams.http.api import customer_json
 
     keys, _, created = sealed_customer
     view = views.project_customer(None, created)
@@ -339,7 +340,7 @@ def test_a_producer_cannot_skip_the_plaintext_by_sending_only_a_sealed_blob():
 
 
 def test_bank_send_takes_forget_customer_with_a_customer_id():
-    from streams.sending import parse_lines
+    from streams.cli.sending import parse_lines
 
     (command,) = parse_lines([(1, '{"type": "ForgetCustomer", "customer_id": "c1"}')])
     assert isinstance(command, ForgetCustomer) and command.customer_id == "c1" and command.command_id
@@ -378,7 +379,7 @@ class FakeAdmin:
 
 
 def test_purging_deletes_each_partition_up_to_the_groups_committed_offset_and_says_where_it_starts_now():
-    from streams.privacy import purge_processed_commands
+    from streams.kafka.admin import purge_processed_commands
 
     admin = FakeAdmin({0: 17, 2: 5})
     starts = purge_processed_commands(None, "streambank", "bank.customers.commands", [0, 1, 2], admin=admin)
@@ -387,7 +388,7 @@ def test_purging_deletes_each_partition_up_to_the_groups_committed_offset_and_sa
 
 
 def test_purging_a_partition_nothing_was_committed_on_deletes_nothing():
-    from streams.privacy import purge_processed_commands
+    from streams.kafka.admin import purge_processed_commands
 
     admin = FakeAdmin({})
     assert purge_processed_commands(None, "streambank", "bank.customers.commands", [1], admin=admin) == {}

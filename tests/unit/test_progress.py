@@ -1,11 +1,11 @@
-"""Progress bars (streams.progress): on stderr, only for a terminal, never with --json/--quiet."""
+"""Progress bars (streams.cli.progress): on stderr, only for a terminal, never with --json/--quiet."""
 from __future__ import annotations
 
 import io
 
 import pytest
 
-from streams import progress
+from streams.cli import progress
 
 
 class Terminal(io.StringIO):

@@ -6,13 +6,14 @@ from decimal import Decimal
 from rocksdict import Options, Rdict
 
 from given_when_then import NOW
-from streams import localstate
-from streams.avro import Codec
+from streams.worker import localstate
+from streams.contract.avro import Codec
 from streams.config import Settings
 from streams.domain.accounts import AccountOpened, MoneyDeposited, MoneyWithdrawn
-from streams.generations import Pointer, handoff_key, prefix, strip
-from streams.processing import AccountProjector, Origin
-from streams.replay import FoldCodec, _projector
+from streams.services.generations import Pointer, handoff_key, prefix, strip
+from streams.services.projections import AccountProjector
+from streams.services.handling import Origin
+from streams.ops.replay import FoldCodec, _projector
 
 CODEC = Codec()
 

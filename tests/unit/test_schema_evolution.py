@@ -9,11 +9,11 @@ import fastavro
 import pytest
 from fastavro.schema import to_parsing_canonical_form
 
-from streams.avro import SCHEMA_DIR, Codec, DecodeError, fingerprint
+from streams.contract.avro import SCHEMA_DIR, Codec, DecodeError, fingerprint
 from streams.domain.accounts import Account, Deposit, MoneyDeposited, OPEN, decide
 from streams.domain.customers import CustomerCreated
 from streams.domain.views import AccountView, history_entry, project_account
-from streams.upcasters import UPCASTERS, customer_registered_v1, funds_deposited_v1, split_name
+from streams.contract.upcasters import UPCASTERS, customer_registered_v1, funds_deposited_v1, split_name
 
 D = Decimal
 NOW = 1_700_000_000_000

@@ -1,7 +1,7 @@
 """`bank send` reads every line before it sends anything."""
 import pytest
 
-from streams.sending import SendError, parse_lines
+from streams.cli.sending import SendError, parse_lines
 
 
 def test_a_line_whose_command_id_ends_like_a_saga_step_sends_nothing_and_names_the_line():

@@ -1,4 +1,4 @@
-"""One batch, one transaction per input partition (streams.transactions), without a broker: which records a
+"""One batch, one transaction per input partition (streams.kafka.transactions), without a broker: which records a
 task takes, what goes into a transaction, and what a failed or fenced one leaves behind."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from streams.config import Settings
-from streams.processing import Outgoing
-from streams.transactions import Fenced, PartitionEffects, Task, TransactionFailed, Transactions
+from streams.services.handling import Outgoing
+from streams.kafka.transactions import Fenced, PartitionEffects, Task, TransactionFailed, Transactions
 
 
 class FakeProducer:
@@ -232,7 +232,7 @@ def restart_after(txns, task, fail_commit, committed_after: int, monkeypatch) ->
     """Commits a batch that fails with `fail_commit` while the group's committed offset moves to
     `committed_after`; returns what the restart did."""
     import asyncio
-    import streams.transactions as transactions
+    import streams.kafka.transactions as transactions
     monkeypatch.setattr(transactions, "FENCED_BACKOFF_S", 0.0)
     task.producer.fail_commit = fail_commit
     task.seen = {"bank.accounts.commands": 12}

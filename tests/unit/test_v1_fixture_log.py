@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.avro import SCHEMA_DIR, Codec
+from streams.contract.avro import SCHEMA_DIR, Codec
 from streams.domain import accounts
 from streams.domain.customers import CustomerCreated
 from streams.domain.views import history_entry, is_next, project_account, project_customer
-from streams.history import account_as_of
+from streams.ops.as_of import account_as_of
 
 D = Decimal
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -36,7 +36,7 @@ def test_the_fixture_was_written_with_old_schemas_not_the_current_ones():
         raw = json.loads(path.read_text())
         if path.name == f"{raw['namespace']}.{raw['name']}.avsc":
             from fastavro.schema import to_parsing_canonical_form
-            from streams.avro import fingerprint
+            from streams.contract.avro import fingerprint
             current.add(fingerprint(to_parsing_canonical_form(raw)))
     written = [base64.b64decode(line["value"])[2:10] for line in load()]
     old = [line["schema"] for line, fp in zip(load(), written) if fp not in current]

@@ -1,6 +1,6 @@
 """`bank verify`'s pure half: `check(log)` over synthetic logs, no broker.
 
-The clean log is made by the real command processors and projectors (`streams.processing`) running
+The clean log is made by the real command processors and projectors (`streams.services`) running
 over plain dicts, so it holds exactly what the workers write: events, follow-up commands, outcomes,
 re-emissions of a duplicate command and the view tables' changelog records. Each violation test
 then breaks that log with one record built from the real dataclasses.
@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from given_when_then import NOW
-from streams import topics
-from streams.avro import Codec
-from streams.cli import cli
+from streams.contract import topics
+from streams.contract.avro import Codec
+from streams.cli.main import cli
 from streams.domain import accounts, customers, emails, transfers
 from streams.domain.accounts import (
     AccountCredited,
@@ -33,20 +33,17 @@ from streams.domain.base import Event
 from streams.domain.customers import AddToAccount, CreateCustomer
 from streams.domain.outcomes import REJECTED, CommandOutcome
 from streams.domain.transfers import TransferDebited, TransferInitiated, TransferMoney
-from streams.privacy import DEV_EMAIL_HASH_KEY, KeyStore
-from streams.processing import (
-    COMMAND_PREFIX,
-    STATE_PREFIX,
+from streams.services.privacy import DEV_EMAIL_HASH_KEY, KeyStore
+from streams.services.commands import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor
+from streams.services.projections import (
     AccountProjector,
-    CommandProcessor,
     CustomerProjector,
     EmailIndexer,
-    KeyPrefixed,
-    Origin,
     OutcomeRecorder,
     TransferProjector,
 )
-from streams.verify import (
+from streams.services.handling import KeyPrefixed, Origin
+from streams.ops.verify import (
     ACCOUNT_VIEWS,
     CUSTOMER_VIEWS,
     EMAIL_INDEX,
@@ -61,7 +58,7 @@ from streams.verify import (
     changelog_topic,
     check,
 )
-from streams.verify import _record as decoded_record
+from streams.ops.verify import _record as decoded_record
 
 D = Decimal
 CODEC = Codec()
@@ -90,7 +87,7 @@ KEYS = topics.CUSTOMER_KEYS.name
 
 
 class Pipeline:
-    """With `sealed`, customers' personal data is sealed as the workers seal it (streams.privacy)."""
+    """With `sealed`, customers' personal data is sealed as the workers seal it (streams.services.privacy)."""
 
     def __init__(self, sealed: bool = False):
         self.topics: dict[str, list[tuple[str, bytes]]] = {}
@@ -424,7 +421,7 @@ def test_given_bank_verify_then_in_flight_transfers_are_allowed_only_when_asked(
     def run(settings, **options):
         told.update(options)
         return Report(violations=[])
-    monkeypatch.setattr("streams.verify.run", run)
+    monkeypatch.setattr("streams.ops.verify.run", run)
     result = CliRunner(mix_stderr=False).invoke(cli, ["verify", *flags])
     assert result.exit_code == 0, result.output
     assert told["allow_in_flight"] is allowed
@@ -714,10 +711,11 @@ def test_given_the_clean_log_then_the_report_says_how_many_changelog_entries_it_
 
 
 def test_given_verify_spells_the_processors_table_keys_itself_then_they_are_the_processors(log):
-    from streams import verify
-    from streams.processing import history_key
+    from streams import topology
+    from streams.ops import verify
+    from streams.services.projections import history_key
     assert (verify.STATE_KEY, verify.DEDUP_KEY) == (STATE_PREFIX, COMMAND_PREFIX)
-    assert set(STATE_TABLES) <= set(topics.TABLES) and {HISTORY_VIEW, OUTCOME_VIEW} <= set(topics.TABLES)
+    assert set(STATE_TABLES) <= set(topology.TABLES) and {HISTORY_VIEW, OUTCOME_VIEW} <= set(topology.TABLES)
     assert {r.key for r in log.views[HISTORY_VIEW]} >= {history_key("a1", 1), history_key("a3", 3)}
 
 

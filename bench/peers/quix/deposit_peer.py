@@ -27,7 +27,7 @@ from quixstreams import Application
 from quixstreams.models.serializers import Serializer
 from quixstreams.state.rocksdb import RocksDBOptions
 
-from streams.avro import Codec, DecodeError
+from streams.contract.avro import Codec, DecodeError
 from streams.domain import accounts, views
 from streams.domain.base import Reason, Rejection, derived_id_error
 from streams.domain.outcomes import ProcessedCommand, outcome_of

@@ -1,0 +1,4 @@
+"""`python -m streams.cli ...`, as the tests and the workers' supervisors run it."""
+from .main import main
+
+main()

@@ -1,0 +1,259 @@
+"""Avro single-object encoding of every record, with writer-schema lookup by fingerprint.
+
+A value is `C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer's schema
+(Parsing Canonical Form), then the Avro binary body. Readers resolve the writer's schema from
+`schemas/` by that fingerprint and read into the current schema of the same name, so records
+written by any schema version ever kept in `schemas/` stay readable. A schema whose name no longer has
+a record type (renamed or split) is read as written and handed to its upcaster (`streams.contract.upcasters`).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import json
+import struct
+import types
+import typing
+from decimal import Decimal
+from pathlib import Path
+
+import fastavro
+from fastavro.schema import to_parsing_canonical_form
+
+from . import records
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = 10
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+TIMESTAMP_FIELDS = frozenset({"occurred_at", "issued_at"})
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a record we can read: bad header, unknown schema, corrupt body."""
+
+
+# CRC-64-AVRO, as the Avro specification defines it.
+_EMPTY = 0xC15D213AA4D7A795
+_TABLE = []
+for _i in range(256):
+    _fp = _i
+    for _ in range(8):
+        _fp = (_fp >> 1) ^ (_EMPTY & -(_fp & 1))
+    _TABLE.append(_fp)
+
+
+def fingerprint(canonical_form: str) -> bytes:
+    fp = _EMPTY
+    for byte in canonical_form.encode("utf-8"):
+        fp = (fp >> 8) ^ _TABLE[(fp ^ byte) & 0xFF]
+    return struct.pack("<Q", fp)
+
+
+# Schemas derived from the dataclasses --------------------------------------------------
+
+DECIMAL = {"type": "bytes", "logicalType": "decimal", "precision": 18, "scale": 2}
+
+
+def _avro_type(annotation, field_name: str, defined: set):
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return ["null", _avro_type(inner[0], field_name, defined)]
+    if annotation is str:
+        return "string"
+    if annotation is int:
+        if field_name in TIMESTAMP_FIELDS:
+            return {"type": "long", "logicalType": "timestamp-millis"}
+        return "long"
+    if annotation is bool:
+        return "boolean"
+    if annotation is bytes:
+        return "bytes"
+    if annotation is Decimal:
+        return dict(DECIMAL)
+    if typing.get_origin(annotation) is tuple:
+        return {"type": "array", "items": _avro_type(typing.get_args(annotation)[0], field_name, defined)}
+    if dataclasses.is_dataclass(annotation):
+        return record_schema(annotation, defined)
+    raise TypeError(f"no Avro type for {annotation!r} ({field_name})")
+
+
+def _avro_default(field: dataclasses.Field):
+    value = field.default
+    if isinstance(value, Decimal):
+        unscaled = int(value.scaleb(2))
+        return unscaled.to_bytes(max(1, (unscaled.bit_length() + 8) // 8), "big", signed=True).decode("latin-1")
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, bytes):  # Avro writes a bytes default as a string of code points 0-255
+        return value.decode("latin-1")
+    return value
+
+
+def record_schema(record_type: type, defined: set | None = None) -> dict | str:
+    """The Avro schema of a dataclass; a nested type already defined is referred to by name."""
+    defined = set() if defined is None else defined
+    name = records.full_name(record_type)
+    if name in defined:
+        return name
+    defined.add(name)
+    hints = typing.get_type_hints(record_type)
+    fields = []
+    for field in dataclasses.fields(record_type):
+        avro_field = {"name": field.name, "type": _avro_type(hints[field.name], field.name, defined)}
+        if field.default is not dataclasses.MISSING:
+            avro_field["default"] = _avro_default(field)
+        fields.append(avro_field)
+    namespace, _, short = name.rpartition(".")
+    doc = (record_type.__doc__ or "").strip().splitlines()[0] if record_type.__doc__ else ""
+    schema = {"type": "record", "name": short, "namespace": namespace, "fields": fields}
+    if doc and not doc.startswith(record_type.__name__ + "("):
+        schema["doc"] = doc
+    return schema
+
+
+def schema_file(record_type: type, schema_dir: Path = SCHEMA_DIR) -> Path:
+    return schema_dir / f"{records.full_name(record_type)}.avsc"
+
+
+def write_schemas(schema_dir: Path = SCHEMA_DIR) -> list[Path]:
+    """(Re)writes the current schema of every record type; older versions stay untouched."""
+    written = []
+    for record_type in records.RECORD_TYPES:
+        path = schema_file(record_type, schema_dir)
+        path.write_text(json.dumps(record_schema(record_type), indent=2) + "\n")
+        written.append(path)
+    return written
+
+
+# The codec --------------------------------------------------------------------------------
+
+def _without_timestamp_logic(schema):
+    """Timestamps stay plain ints of milliseconds in Python: no datetime objects on hot paths."""
+    if isinstance(schema, dict):
+        if schema.get("logicalType") == "timestamp-millis":
+            return schema["type"]
+        return {k: _without_timestamp_logic(v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_without_timestamp_logic(s) for s in schema]
+    return schema
+
+
+def _decimal_default(value):
+    """fastavro hands a decimal field's schema default over as its raw bytes string: convert it."""
+    if isinstance(value, str):
+        return Decimal(int.from_bytes(value.encode("latin-1"), "big", signed=True)).scaleb(-2)
+    return value
+
+
+def _to_python_factory(record_type: type):
+    """dict → dataclass: arrays back to tuples (of records where nested), decimal defaults to Decimal."""
+    hints = typing.get_type_hints(record_type)
+    converters = {}
+    for field in dataclasses.fields(record_type):
+        hint = hints[field.name]
+        if typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            if dataclasses.is_dataclass(item):
+                inner = _to_python_factory(item)
+                converters[field.name] = lambda items, inner=inner: tuple(inner(i) for i in items)
+            else:
+                converters[field.name] = tuple
+        elif hint is Decimal:
+            converters[field.name] = _decimal_default
+        elif hint is bytes:  # a bytes field's default comes over as a str, like a decimal's
+            converters[field.name] = lambda v: v.encode("latin-1") if isinstance(v, str) else v
+    if not converters:
+        return lambda d: record_type(**d)
+
+    def convert(d: dict):
+        for name, to_python in converters.items():
+            d[name] = to_python(d[name])
+        return record_type(**d)
+    return convert
+
+
+def _to_avro_factory(record_type: type):
+    hints = typing.get_type_hints(record_type)
+    names = [f.name for f in dataclasses.fields(record_type)]
+    nested = {}
+    for name in names:
+        hint = hints[name]
+        if typing.get_origin(hint) is tuple and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+            nested[name] = _to_avro_factory(typing.get_args(hint)[0])
+    if not nested:
+        return lambda obj: {name: getattr(obj, name) for name in names}
+
+    def convert(obj):
+        d = {name: getattr(obj, name) for name in names}
+        for name, inner in nested.items():
+            d[name] = [inner(item) for item in d[name]]
+        return d
+    return convert
+
+
+class Codec:
+    """Encodes dataclass records to single-object Avro and back."""
+
+    def __init__(self, schema_dir: Path = SCHEMA_DIR, record_types=records.RECORD_TYPES,
+                 upcasters: dict[str, typing.Callable[[dict], object]] | None = None):
+        from .upcasters import UPCASTERS  # old full name → function(dict) → current record
+        upcasters = UPCASTERS if upcasters is None else upcasters
+        self._by_type: dict[type, tuple[bytes, object, typing.Callable]] = {}
+        self._readers: dict[bytes, tuple[object, object | None, typing.Callable]] = {}
+        current: dict[str, tuple[bytes, object]] = {}
+        types_by_name = {records.full_name(t): t for t in record_types}
+        writers: dict[bytes, tuple[str, object]] = {}
+        for path in sorted(schema_dir.glob("*.avsc")):
+            raw = json.loads(path.read_text())
+            parsed = fastavro.parse_schema(_without_timestamp_logic(copy.deepcopy(raw)), _force=True)
+            canonical = to_parsing_canonical_form(raw)
+            fp = fingerprint(canonical)
+            full = f"{raw.get('namespace')}.{raw['name']}" if raw.get("namespace") else raw["name"]
+            writers[fp] = (full, parsed)
+            if path.name == f"{full}.avsc":
+                current[full] = (fp, parsed)
+        for full, record_type in types_by_name.items():
+            if full not in current:
+                raise RuntimeError(f"schemas/ has no {full}.avsc; run `python -m streams.contract.avro` to write it")
+            fp, parsed = current[full]
+            self._by_type[record_type] = (MAGIC + fp, parsed, _to_avro_factory(record_type))
+        for fp, (full, parsed) in writers.items():
+            if full not in types_by_name:
+                if full in upcasters:  # a retired (renamed or split) record: read as written, then upcast
+                    self._readers[fp] = (parsed, None, upcasters[full])
+                continue
+            reader = None if current[full][0] == fp else current[full][1]
+            self._readers[fp] = (parsed, reader, _to_python_factory(types_by_name[full]))
+
+    def encode(self, record) -> bytes:
+        header, schema, to_avro = self._by_type[type(record)]
+        out = io.BytesIO()
+        out.write(header)
+        fastavro.schemaless_writer(out, schema, to_avro(record))
+        return out.getvalue()
+
+    def decode(self, data: bytes):
+        if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) < HEADER_SIZE or data[:2] != MAGIC:
+            raise DecodeError("not an Avro single-object encoded record (missing C3 01 header)")
+        entry = self._readers.get(bytes(data[2:HEADER_SIZE]))
+        if entry is None:
+            raise DecodeError(f"unknown schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}")
+        writer, reader, to_python = entry
+        stream = io.BytesIO(data)
+        stream.seek(HEADER_SIZE)
+        try:
+            value = fastavro.schemaless_reader(stream, writer, reader)
+        except Exception as exc:  # fastavro raises many types on corrupt input
+            raise DecodeError(f"corrupt Avro body: {exc.__class__.__name__}: {exc}") from exc
+        if stream.tell() != len(data):
+            raise DecodeError("trailing bytes after the Avro body")
+        try:
+            return to_python(value)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise DecodeError(f"record does not fit its type: {exc}") from exc
+
+
+if __name__ == "__main__":
+    for written in write_schemas():
+        print(written.relative_to(SCHEMA_DIR.parent))

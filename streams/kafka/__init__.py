@@ -1,0 +1,1 @@
+"""The only importers of confluent-kafka (with `streams.bench`): reading to the end (`reader`), producing (`producer`), topics and records admin (`admin`), the batch transactions of the workers (`transactions`) and the view generation pointer (`pointer`)."""

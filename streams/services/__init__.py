@@ -1,0 +1,1 @@
+"""The application services over plain mappings (Faust tables in a worker, dicts in tests): deciding commands (`commands`), folding events into views (`projections`), what they share (`handling`), the personal-data seal (`privacy`) and view generations (`generations`). No Kafka, no Faust."""

@@ -1,0 +1,1 @@
+"""The Faust side of a worker: the app (`app`), what a wired worker holds and how an agent handles a batch (`pipeline`), the wiring (`wiring`), the batched tables (`batches`), liveness, local state, metrics, view generations in the agents (`view_agent`) and the process (`run`)."""

@@ -1,0 +1,230 @@
+"""The Faust app: its factory, its read-committed consumer that never commits on its own, and the hooks
+that fence a new assignment before recovery and end recovery past transaction markers."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import faust
+from faust.tables.recovery import RebalanceAgain
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer as AIOKafkaDriverConsumer
+
+from ..config import Settings
+from ..contract import topics
+from ..kafka.transactions import Transactions
+from .liveness import fetch_position
+
+
+def create_app(settings: Settings, **overrides) -> faust.App:
+    """A Faust app configured from `settings`; nothing is read from the environment here."""
+    servers = ";".join(f"kafka://{server}" for server in settings.bootstrap_servers.split(","))
+    config = dict(
+        broker=servers,
+        store="rocksdb://",
+        datadir=str(settings.worker_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",  # faust #651: never skip history on a new group
+        # Faust's own exactly_once is broken (topology.md, "Exactly-once"): ours is streams.kafka.transactions.
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        # A few ms of linger turns one produce request per record into one per batch: the broker,
+        # on the same two cores, otherwise spends more CPU per command than the worker.
+        producer_linger=settings.linger_ms / 1000.0,
+        broker_commit_every=1000,  # Faust's commits only trim its ack bookkeeping (TransactionalConsumer)
+        broker_commit_interval=0.5,
+        broker_max_poll_records=500,  # robinhood/faust#402: smaller polls keep rebalances moving
+        # A worker killed with -9 leaves the group after this long; its partitions then move.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        broker_rebalance_timeout=30.0,
+        stream_wait_empty=False,
+        table_cleanup_interval=30.0,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        # Names the worker's HTTP address in the consumer group, so `bank status` can tell who holds what.
+        broker_client_id=f"streambank-worker-{settings.web_host}-{settings.web_port}",
+        # Static membership: a worker restarted (after kill -9, a crash loop) under the same id gets its
+        # partitions back without a rebalance, so the healthy workers never stop for it. A worker gone
+        # for longer than the session timeout is removed and its partitions move as before.
+        consumer_group_instance_id=settings.worker_id,
+        web_tables_enabled=False,  # it would expose the raw aggregate tables
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_router_enabled=False,
+        web_metrics_enabled=False,
+        web_in_thread=False,
+        autodiscover=False,
+    )
+    config.update(overrides)
+    return BankApp(topics.APP_ID, **config)
+
+
+class ReadCommittedThread(AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread, reading only committed records (agents, recovery, standbys).
+
+    Faust sets read_committed only under its own `exactly_once`, which also makes its highwaters the
+    consumer's last stable offsets, unknown (None, so "nothing to recover") until a fetch returns.
+    """
+
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # AIOKafkaConsumer hands it to its fetcher at start
+        return consumer
+
+    def verify_event_path(self, now: float, tp) -> None:
+        # Faust's livelock warnings compare committed offsets with highwaters, which under transactions
+        # end with markers: "has not started processing" for ever on an idle partition. The liveness
+        # check behind /health (streams.worker.liveness) does this job, markers understood.
+        return None
+
+
+class TransactionalConsumer(AIOKafkaDriverConsumer):
+    """Faust's consumer that never commits offsets: they are committed with each batch's effects, in
+    its transaction (streams.kafka.transactions). Faust's commit rounds still trim its ack bookkeeping."""
+
+    def _new_consumer_thread(self):
+        return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
+        self._committed_offset.update(offsets)
+        # What Faust's livelock check reads ("has not committed ... since worker start"): these
+        # offsets' effects were committed, in their transactions, before they were acked.
+        self._thread.tp_last_committed_at.update({tp: time.monotonic() for tp in offsets})
+        return True
+
+
+class BankApp(faust.App):
+    """Faust's App whose transactional tasks (streams.kafka.transactions) stop on revocation (assignment:
+    `fence_before_recovery`) and close with it."""
+
+    transactions: "Transactions | None" = None
+    #: Rebalances between their fence and Faust's table rebalance (fence_before_recovery).
+    fencing: int = 0
+
+    def _new_consumer(self):
+        self.transport.Consumer = TransactionalConsumer
+        return super()._new_consumer()
+
+    async def _on_partitions_revoked(self, revoked) -> None:
+        if self.transactions is not None and not self.should_stop:
+            try:
+                await self.transactions.on_revoked(revoked)
+            except Exception as exc:
+                await self.crash(exc)
+                return
+        await super()._on_partitions_revoked(revoked)
+
+    async def on_stop(self) -> None:
+        if self.transactions is not None:
+            await self.transactions.close()
+        await super().on_stop()
+
+
+def rejoin_group(app: faust.App) -> None:
+    """Makes the workers' aiokafka consumer rejoin its group: the rebalance revokes every partition and
+    recovers the tables of those assigned again from their changelogs (on the consumer's own thread:
+    aiokafka's coordinator is not thread-safe)."""
+    thread = app.consumer._thread
+    coordinator = thread._ensure_consumer()._coordinator
+    thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)
+
+
+def fence_before_recovery(app: faust.App, transactions: Transactions) -> None:
+    """Runs the transactions' `on_assigned` between Faust's pausing of a new assignment and its table
+    recovery (which ends in the seek to committed offsets): init_transactions fences the previous
+    owners first, so what recovery and the seek read is final."""
+    tables = app.tables
+    on_rebalance = tables.on_rebalance
+
+    async def fence_then_recover(assigned, revoked, newly_assigned, generation_id: int = 0):
+        # While the fence is awaited, the last round's recovery still waits for its end; it must not
+        # be ended then (end_recovery_past_markers): Faust's rebalance below swaps its partition sets
+        # in place, and a round ended meanwhile went on with the new standbys' unbuilt offsets
+        # (ValueError from aiokafka's seek: the worker crashed).
+        app.fencing = getattr(app, "fencing", 0) + 1  # a plain faust.App in component tests
+        try:
+            if not app.should_stop:
+                await transactions.on_assigned(assigned)
+            await on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        finally:
+            app.fencing -= 1
+    tables.on_rebalance = fence_then_recover
+
+
+def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float = 10.0) -> None:
+    """Lets table recovery end when a changelog partition is read to its end.
+
+    Read committed, a changelog ends with a transaction marker that no consumer is ever given, so
+    Faust's recovery (which waits for the record at highwater - 1) would wait for it forever; its own
+    workaround, under its `exactly_once`, waits two 5 s timeouts. Here a partition is recovered once
+    the consumer's position is past the highwater and either the record just before the marker was
+    applied or nothing has arrived for `idle` seconds (the last committed record sits further back,
+    before an aborted transaction's records).
+    """
+    recovery = app.tables.recovery
+    active_remaining, standby_remaining = recovery.active_remaining, recovery.standby_remaining
+    started = {"at": time.monotonic()}
+
+    def read_to_end(remaining: Counter, highwaters, offsets, received_at) -> Counter:
+        now = time.monotonic()
+        for tp, left in remaining.items():
+            if left <= 0:
+                continue
+            at = fetch_position(app, tp)
+            if at is None or at <= highwaters.get(tp, at):
+                continue
+            applied = offsets.get(tp)
+            # Fetched is not applied: records may still wait in Faust's queue. Going by quiet alone
+            # needs a long wait and an empty queue (a short one ended recovery with records unapplied).
+            quiet = (now - max(received_at.get(tp, 0.0), started["at"]) >= idle
+                     and app.tables.changelog_queue.empty())
+            if (applied is not None and applied >= highwaters[tp] - 1) or quiet:
+                remaining[tp] = 0
+        return remaining
+
+    # Neither Faust's own check (after each changelog record, and every 5 s) nor the timer below may end
+    # the last round while the next rebalance is fencing (fence_before_recovery).
+    need_recovery = recovery.need_recovery
+    recovery.need_recovery = lambda: bool(getattr(app, "fencing", 0)) or need_recovery()
+    # A round goes no further once the next rebalance has signalled: Faust notices that only when
+    # the signal wins the race inside a wait, and a round that went on used the new assignment's
+    # partition sets, swapped in place, with their offsets not built (the worker crashed).
+    wait = recovery._wait
+
+    async def wait_unless_rebalancing(coro, timeout=None) -> None:
+        if recovery.signal_recovery_start.is_set():
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            raise RebalanceAgain()
+        await wait(coro, timeout=timeout)
+        if recovery.signal_recovery_start.is_set():
+            raise RebalanceAgain()
+    recovery._wait = wait_unless_rebalancing
+    recovery.active_remaining = lambda: read_to_end(
+        active_remaining(), recovery.active_highwaters, recovery.active_offsets, recovery._active_events_received_at)
+    recovery.standby_remaining = lambda: read_to_end(
+        standby_remaining(), recovery.standby_highwaters, recovery.standby_offsets,
+        recovery._standby_events_received_at)
+
+    @app.task
+    async def end_recovery_when_read():
+        waiting = False
+        while not app.should_stop:
+            await asyncio.sleep(interval)
+            # Only while Faust's recovery waits for the end of the changelogs: before that, in the same
+            # round, its highwaters and offsets are still being built (or are the last round's); and not
+            # while the next rebalance is fencing (fence_before_recovery).
+            if getattr(app, "fencing", 0) or not (recovery.in_recovery and recovery.signal_recovery_end._waiters):
+                waiting = False
+                continue
+            if not waiting:
+                waiting, started["at"] = True, time.monotonic()
+            if not recovery.need_recovery():
+                recovery.flush_buffers()
+                recovery._set_recovery_ended()
+                recovery.signal_recovery_end.set()

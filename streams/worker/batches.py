@@ -1,0 +1,142 @@
+"""Agents take their records in batches (Faust's `take_events`) and write their tables once per batch.
+
+Why: per record, a Faust table write costs a changelog future, a hop through Faust's producer
+buffer, a delivery callback and a RocksDB write of the persisted offset; per record, an agent's
+`async for` costs an await and an ack round.
+A batch instead buffers its writes per table partition; each partition's changelog records go
+into that partition's transaction (streams.kafka.transactions), and only once it committed are they
+written to RocksDB, as one WriteBatch with the changelog offset they reach.
+
+Two things change with batches, both handled here:
+- Faust's `current_event()` no longer names the record being processed, and Faust's tables pick
+  the partition (RocksDB database and changelog partition) from it. So every write of a batch goes
+  through a `BatchedTable`, told the partition of each record by the loop (`streams.worker.pipeline.Batch`).
+- Writes are buffered until the batch ends. Reads see them (a command processed earlier in the
+  same batch is a duplicate), and a key written twice is written once, last.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, MutableMapping
+
+from rocksdict import WriteBatch
+
+from ..services.handling import Outgoing
+
+
+class BatchedTable(MutableMapping):
+    """One Faust table (raw bytes keys and values) as its single writer sees it during a batch.
+
+    Between batches (`partition` None) reads go to Faust's table, which looks in every partition.
+    """
+
+    #: Told (changelog topic, records) when a partition's changelog records are acknowledged; streams.worker.metrics sets it.
+    on_sent: Callable[[str, int], None] = staticmethod(lambda topic, count: None)
+
+    def __init__(self, table):
+        self.table = table
+        self.partition: int | None = None  # of the record being processed; set by `streams.worker.pipeline.Batch`
+        self._pending: dict[tuple[int, bytes], bytes | None] = {}
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get(self, key: str, default=None):
+        partition = self.partition
+        if partition is None:
+            return self.table.get(key, default)
+        raw = key.encode()
+        try:
+            value = self._pending[(partition, raw)]
+        except KeyError:
+            value = self._read(partition, raw)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> bytes:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key) -> bool:
+        return self.get(key) is not None
+
+    def _read(self, partition: int, raw: bytes) -> bytes | None:
+        store = self.table.data
+        db_for_partition = getattr(store, "_db_for_partition", None)
+        if db_for_partition is None:  # the in-memory store (tests): one dict, keys as given (unencoded)
+            return store.data.get(raw.decode())
+        return db_for_partition(partition).get(raw)
+
+    def __iter__(self) -> Iterator:
+        return iter(self.table)  # what is on disk: buffered writes are flushed before anyone iterates
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def items(self):
+        return self.table.items()
+
+    # -- writes -----------------------------------------------------------------------------------
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self._buffer(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._buffer(key, None)  # a tombstone on the changelog
+
+    def _buffer(self, key: str, value: bytes | None) -> None:
+        partition = self.partition
+        if partition is None:
+            raise RuntimeError(f"{self.table.name} written outside a batch")
+        where = (partition, key.encode())
+        self._pending.pop(where, None)  # re-inserted at the end: the changelog keeps each key's last write
+        self._pending[where] = value
+
+    def take(self, partition: int) -> list[tuple[bytes, bytes | None]]:
+        """Removes and returns one partition's buffered entries, each key once at its last write."""
+        taken = [(key, value) for (p, key), value in self._pending.items() if p == partition]
+        for key, _ in taken:
+            del self._pending[(partition, key)]
+        return taken
+
+    def discard(self) -> None:
+        """Forgets every buffered write (a batch that will not be committed)."""
+        self._pending.clear()
+        self.partition = None
+
+    def apply(self, partition: int, entries: list[tuple[bytes, bytes | None]], changelog_offset: int | None) -> None:
+        """Writes committed entries to the partition's RocksDB, with the changelog offset they reach in
+        the same WriteBatch: local state is then always a prefix of the committed changelog."""
+        self.partition = None
+        store = self.table.data
+        db_for_partition = getattr(store, "_db_for_partition", None)
+        if db_for_partition is None:  # the in-memory store (tests): keys as given (unencoded)
+            for key, value in entries:
+                if value is None:
+                    store.data.pop(key.decode(), None)
+                else:
+                    store.data[key.decode()] = value
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key, value in entries:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        if changelog_offset is not None:
+            batch.put(store.offset_key, str(changelog_offset).encode())
+        db_for_partition(partition).write(batch)
+        self.on_sent(self.changelog, len(entries))
+
+    @property
+    def changelog(self) -> str:
+        return self.table.changelog_topic.get_topic_name()
+
+
+def coalesce(records: list[Outgoing]) -> list[Outgoing]:
+    """Of the records with the same topic and `latest_of`, only the batch's last: a newer state of
+    the same thing supersedes the older (as a Kafka Streams record cache does before forwarding)."""
+    last: dict[tuple[str, str], int] = {}
+    for index, record in enumerate(records):
+        if record.latest_of is not None:
+            last[(record.topic, record.latest_of)] = index
+    if not last:
+        return records
+    return [r for i, r in enumerate(records) if r.latest_of is None or last[(r.topic, r.latest_of)] == i]

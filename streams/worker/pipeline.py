@@ -1,0 +1,169 @@
+"""What a wired worker is made of (`Pipeline`), and one agent's handling of a batch (`Batch`): the
+records through the service, then the batch's effects committed through a `Sink`."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+import faust
+
+from ..config import Settings
+from ..contract.avro import Codec
+from ..kafka.transactions import PartitionEffects
+from ..services.generations import ServedGenerations, prefix
+from ..topology import VIEW_OF_TABLE
+from ..services.handling import KeyPrefixed, Origin, Outgoing
+from .batches import BatchedTable, coalesce
+from .metrics import Metrics
+
+
+class Sink(Protocol):
+    """Where a batch's effects go: the transactions (a worker) or a recording emitter (component tests)."""
+
+    def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool: ...
+
+    async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]: ...
+
+
+class Emitter(Protocol):
+    async def emit(self, records: Iterable[Outgoing]) -> None: ...
+
+
+class LocalSink:
+    """Without a broker (component tests): every batch commits; its records go to `emitter`."""
+
+    def __init__(self, emitter: Emitter):
+        self.emitter = emitter
+
+    def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool:
+        return True
+
+    async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]:
+        await self.emitter.emit([record for effect in effects for record in effect.records])
+        return effects
+
+
+class ViewWaiters:
+    """Lets a GET wait until a view changes (`?wait=`) without polling the table in a loop."""
+
+    def __init__(self):
+        self._waiting: dict[tuple[str, str], list[asyncio.Future]] = defaultdict(list)
+
+    def notify(self, table: str, key: str) -> None:
+        for future in self._waiting.pop((table, key), ()):
+            if not future.done():
+                future.set_result(None)
+
+    async def changed(self, table: str, key: str, timeout: float) -> bool:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[(table, key)].append(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            waiting = self._waiting.get((table, key))
+            if waiting and future in waiting:
+                waiting.remove(future)
+
+
+@dataclass
+class Pipeline:
+    """Everything `wire` declared, for the web views, the CLI and the tests."""
+
+    app: faust.App
+    settings: Settings
+    codec: Codec
+    faust_topics: dict[str, faust.TopicT]
+    tables: dict[str, faust.Table]
+    agents: dict[str, object]
+    waiters: ViewWaiters = field(default_factory=ViewWaiters)
+    stalled: list = field(default_factory=list)  # partitions with waiting work and no progress (liveness)
+    metrics: Metrics | None = None
+    generations: ServedGenerations = field(default_factory=ServedGenerations)  # which view generation is served
+    writers: dict[str, "BatchedTable"] = field(default_factory=dict)  # the agents' side of `tables`
+    handled: Counter = field(default_factory=Counter)  # agent → records handled (tests wait on it)
+    #: Told of an unexpected error in a batch before it propagates (the worker stops at once: see Batch.run).
+    on_batch_failure: Callable[[str, BaseException], None] | None = None
+
+    def view(self, table: str):
+        """A view table as the API reads it: the serving generation's entries, by their bare keys."""
+        generation = self.generations.serving(VIEW_OF_TABLE[table])
+        return self.tables[table] if generation == 0 else KeyPrefixed(self.tables[table], prefix(generation))
+
+
+def key_text(event) -> str:
+    return (event.key or b"").decode("utf-8", "replace")
+
+
+class Batch:
+    """One agent's handling of a batch: every record through `handle` with its tables at the
+    record's partition; then, per partition, the tables' writes, the records to send and the input
+    offsets committed together (the sink); then the committed writes applied to local state."""
+
+    def __init__(self, pipeline: "Pipeline", agent: str, handle, written: list[BatchedTable], sink: Sink,
+                 view: str | None = None):
+        self.pipeline = pipeline
+        self.agent = agent
+        self.handle = handle
+        self.is_async = asyncio.iscoroutinefunction(handle)
+        self.written = written
+        self.sink = sink
+        self.view = view  # the view table whose waiters (`?wait=`) hear of each key
+
+    async def run(self, events) -> None:
+        try:
+            await self._run(events)
+        except Exception as exc:
+            # Bad input is not an error here (it becomes a dead letter or a rejection); anything else
+            # is a bug or a transaction that could not commit. Nothing of the batch is visible or
+            # committed, and its records are not processed again by this process: the worker stops,
+            # and on restart they are read again from the committed offsets.
+            for table in self.written:
+                table.discard()
+            if self.pipeline.on_batch_failure is not None:
+                self.pipeline.on_batch_failure(self.agent, exc)
+            raise
+
+    async def _run(self, events) -> None:
+        started = time.monotonic()
+        pipeline, agent, sink = self.pipeline, self.agent, self.sink
+        written, handle = self.written, self.handle
+        records: dict[int, list[Outgoing]] = {}
+        offsets: dict[int, dict[str, int]] = {}
+        keys: dict[int, list[str]] = {}
+        for event in events:
+            message = event.message
+            partition = message.partition
+            if not sink.accepts(agent, message.topic, partition, message.offset):
+                continue  # processed already, or the partition is no longer ours
+            for table in written:
+                table.partition = partition
+            out = handle(event.key, event.value, Origin(message.topic, partition, message.offset))
+            records.setdefault(partition, []).extend(await out if self.is_async else out)
+            offsets.setdefault(partition, {})[message.topic] = message.offset + 1
+            keys.setdefault(partition, []).append(key_text(event))
+        if not offsets:
+            return
+        effects = [PartitionEffects(partition, [(t.changelog, t.take(partition)) for t in written],
+                                    coalesce(records[partition]), offsets[partition])
+                   for partition in offsets]
+        for table in written:
+            table.partition = None
+        committed = await sink.commit(agent, effects)
+        for effect in committed:
+            for table, (changelog, entries) in zip(written, effect.changelogs):
+                if entries:
+                    table.apply(effect.partition, entries, effect.changelog_offsets.get(changelog))
+        pipeline.handled[agent] += len(events)
+        if self.view is not None:
+            notify = pipeline.waiters.notify
+            for effect in committed:
+                for key in keys[effect.partition]:
+                    notify(self.view, key)
+        if pipeline.metrics is not None:
+            pipeline.metrics.batch_done(agent, time.monotonic() - started, events[-1].message.timestamp)
