@@ -243,7 +243,9 @@ class Codec:
             if path.name == f"{full}.avsc":
                 current[full] = (fp, parsed)
                 if full in types_by_name:
-                    self._schema_texts[types_by_name[full]] = (full, json.dumps(raw, separators=(",", ":")))
+                    # The file's text as it is: Apicurio matches a lookup by exact text, so a producer that
+                    # sends the .avsc file (AvroSerializer, auto.register.schemas=False) finds this id.
+                    self._schema_texts[types_by_name[full]] = (full, path.read_text().strip())
         for full, record_type in types_by_name.items():
             if full not in current:
                 raise RuntimeError(f"schemas/ has no {full}.avsc; run `python -m streams.avro` to write it")

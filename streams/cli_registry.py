@@ -120,7 +120,10 @@ def schemas() -> None:
                                   "compatibility BACKWARD: the registry refuses an incompatible change (exit 1).")
 @click.option("--check", is_flag=True, help="Only ask the registry whether each version would be accepted.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per schema version.")
-def schemas_register(check: bool, as_json: bool) -> None:
+@click.option("--dir", "schema_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="The schemas directory (default: the repository's schemas/).")
+def schemas_register(check: bool, as_json: bool, schema_dir: Path | None) -> None:
+    from .avro import SCHEMA_DIR
     from .config import Settings
     from .schema_history import RegistrationError, register_all
 
@@ -132,7 +135,7 @@ def schemas_register(check: bool, as_json: bool) -> None:
         click.echo(json.dumps(row.to_dict()) if as_json else row.line())
 
     try:
-        rows = register_all(settings, check=check, report=report)
+        rows = register_all(settings, check=check, report=report, schema_dir=schema_dir or SCHEMA_DIR)
     except RegistrationError as exc:
         _fail(str(exc))
     refused = [row for row in rows if not row.ok]

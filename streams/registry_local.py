@@ -260,9 +260,9 @@ def start(home: Path, port: int = DEFAULT_PORT, timeout: float = 120, repo_root:
         env = {**os.environ, "HTTP_PORT": str(port),
                # H2 in a file (Apicurio's default is in memory): a lost schema id makes its records unreadable.
                "REGISTRY_DATASOURCE_URL": f"jdbc:h2:file:{data / 'registry'}",
-               # Look schemas up by their canonical form, as Confluent's registry does: a producer's
-               # AvroSerializer sends the schema text formatted its own way and must find the same id.
-               "ENABLE_CCOMPAT_CANONICAL_HASH_MODE": "true"}
+               # Never its canonical-hash mode: Apicurio 2.4.2 then stores the schemas with their fields
+               # sorted by name, which changes the Avro binary layout (readers decode garbage).
+               "ENABLE_CCOMPAT_CANONICAL_HASH_MODE": "false"}
         cmd = [java, *JVM_OPTS, _home_flag(home), "-Dquarkus.http.host=127.0.0.1", "-jar", str(app / JAR)]
         with open(log_file(home), "ab") as out:
             out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting the registry on port {port}\n".encode())

@@ -27,7 +27,7 @@ class RegistrationError(RuntimeError):
 class Version:
     subject: str
     path: Path
-    schema: str  # the schema's JSON as registered (compact)
+    schema: str  # the file's text, stripped as confluent-kafka strips it (Apicurio looks up exact text)
     order: int  # 1, 2, ... for vN files; a current schema comes after all of them
 
 
@@ -64,7 +64,7 @@ def history(schema_dir: Path = SCHEMA_DIR) -> dict[str, list[Version]]:
         else:
             raise RegistrationError(f"{path.name}: neither <full.name>.avsc nor <full.name>.vN.avsc")
         subjects.setdefault(subject_for(name), []).append(
-            Version(subject_for(name), path, json.dumps(raw, separators=(",", ":")), order))
+            Version(subject_for(name), path, path.read_text().strip(), order))
     return {s: sorted(v, key=lambda version: version.order) for s, v in sorted(subjects.items())}
 
 
