@@ -339,7 +339,7 @@ class Codec:
                 raise DecodeError(f"schema id {schema_id}: {exc}") from exc
             return self._read(data, CONFLUENT_HEADER_SIZE, entry)
         if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) < HEADER_SIZE or data[:2] != MAGIC:
-            raise DecodeError("not an Avro record (neither single-object C3 01 nor Confluent 00 framing)")
+            raise DecodeError("not an Avro single-object encoded record (missing C3 01 header), nor Confluent-framed (00)")
         entry = self._readers.get(bytes(data[2:HEADER_SIZE]))
         if entry is None:
             raise DecodeError(f"unknown schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}")
