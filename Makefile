@@ -25,6 +25,7 @@ demo: $(STAMP)
 ## make test: unit, component and integration tests; integration tests start and stop the real broker and
 ## the Schema Registry (built once with Maven, cached in .bank/registry/app like the Kafka jars)
 test: $(STAMP) $(CHROMIUM)
+	BANK_REGISTRY_APP=$${BANK_REGISTRY_APP:-$(CURDIR)/.bank/registry/app} $(BIN)/bank registry build
 	$(BIN)/python -m pytest -ra
 
 $(CHROMIUM):

@@ -79,6 +79,18 @@ def start(port: int, timeout: float) -> None:
         click.echo(note)
 
 
+@registry.command(short_help="Build the registry once (Maven); cached.",
+                  help="Build the registry with Maven if it is not built yet (cached in $BANK_REGISTRY_APP or "
+                       "$BANK_HOME/registry/app; rebuilt only when registry/pom.xml changes).")
+def build() -> None:
+    started = time.monotonic()
+    try:
+        app = registry_local.ensure_app(_home())
+    except RegistryLocalError as exc:
+        _fail(str(exc))
+    click.echo(f"registry built in {app} ({time.monotonic() - started:.1f} s)")
+
+
 @registry.command(short_help="Stop the local registry.", help="Stop the local registry: SIGTERM, then SIGKILL "
                                                               "after --timeout seconds. Its schemas are kept.")
 @click.option("--timeout", type=float, default=30.0, show_default=True,
