@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export BANK_HOME ?= $(CURDIR)/.bank
 
-.PHONY: demo test unit install clean kafka-start kafka-stop
+.PHONY: demo test unit install clean kafka-start kafka-stop registry-start registry-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/bank demo
 
-## make test: unit, component and integration tests; integration tests start and stop the real broker
+## make test: unit, component and integration tests; integration tests start and stop the real broker and
+## the Schema Registry (built once with Maven, cached in .bank/registry/app like the Kafka jars)
 test: $(STAMP) $(CHROMIUM)
+	BANK_REGISTRY_APP=$${BANK_REGISTRY_APP:-$(CURDIR)/.bank/registry/app} $(BIN)/bank registry build
 	$(BIN)/python -m pytest -ra
 
 $(CHROMIUM):
@@ -39,6 +41,13 @@ kafka-start: $(STAMP)
 kafka-stop: $(STAMP)
 	$(BIN)/bank kafka stop
 
+registry-start: $(STAMP)
+	$(BIN)/bank registry start
+
+registry-stop: $(STAMP)
+	$(BIN)/bank registry stop
+
 clean:
 	-$(BIN)/bank kafka stop
+	-$(BIN)/bank registry stop
 	rm -rf $(VENV) .bank

@@ -25,6 +25,12 @@ class Settings:
     batch_ms: float = 10.0
     #: The secret of the emails' keyed hash (streams.services.privacy); the default is for development only.
     email_hash_key: bytes = b"streambank-dev-email-hash-key"
+    #: A Confluent-compatible Schema Registry (streams.schema_registry); readers resolve framed records there.
+    schema_registry_url: str | None = None
+    schema_registry_user_info: str | None = None  # "user:password" for basic auth
+    schema_registry_timeout: float = 3.0
+    #: How writers frame records: "single-object" (C3 01 + fingerprint) or "confluent" (00 + registry id).
+    record_format: str = "single-object"
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -44,7 +50,14 @@ class Settings:
             batch_max=int(env.get("BANK_BATCH_MAX", "500")),
             batch_ms=float(env.get("BANK_BATCH_MS", "10")),
             email_hash_key=env.get("BANK_EMAIL_HASH_KEY", "streambank-dev-email-hash-key").encode("utf-8"),
+            schema_registry_url=env.get("BANK_SCHEMA_REGISTRY_URL") or None,
+            schema_registry_user_info=env.get("BANK_SCHEMA_REGISTRY_USER_INFO") or None,
+            schema_registry_timeout=float(env.get("BANK_SCHEMA_REGISTRY_TIMEOUT", "3")),
+            record_format=record_format(env.get("BANK_RECORD_FORMAT")),
         )
+
+    def with_record_format(self, fmt: str) -> "Settings":
+        return replace(self, record_format=record_format(fmt))
 
     def with_web_port(self, port: int | None) -> "Settings":
         return self if port is None else replace(self, web_port=port)
@@ -70,3 +83,14 @@ class Settings:
         """`confluent_config` for a Consumer: it reads only committed records (the workers write in
         transactions; librdkafka's default, made explicit so no reader ever sees an aborted write)."""
         return self.confluent_config(**{"isolation.level": "read_committed", **extra})
+
+
+RECORD_FORMATS = ("single-object", "confluent")
+
+
+def record_format(value: str | None) -> str:
+    """BANK_RECORD_FORMAT: single-object (the default) or confluent (needs BANK_SCHEMA_REGISTRY_URL)."""
+    value = (value or "single-object").strip().lower()
+    if value not in RECORD_FORMATS:
+        raise ValueError(f"BANK_RECORD_FORMAT={value!r}: expected one of {', '.join(RECORD_FORMATS)}")
+    return value

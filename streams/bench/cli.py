@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,9 @@ def _options(f):
     f = click.option("--force", is_flag=True,
                      help="Delete bank.* topics even on a broker no benchmark has used (they hold data!).")(f)
     f = click.option("--keep-broker", is_flag=True, help="Leave running a broker that the benchmark started.")(f)
+    f = click.option("--formats", default=None, metavar="LIST",
+                     help="Record formats to compare in this run, e.g. single-object,confluent (interleaved within "
+                          "each repeat; confluent needs BANK_SCHEMA_REGISTRY_URL). Default: $BANK_RECORD_FORMAT.")(f)
     f = click.option("--no-kstreams", is_flag=True,
                      help="Skip both Kafka Streams peers (bench/peers/kstreams; built with Maven on first use).")(f)
     f = click.option("--no-kstreams-simple", is_flag=True,
@@ -74,7 +78,7 @@ def _bench_env(web_port, force: bool, keep_broker: bool, log):
 
 def _run(workload: str, count, accounts, workers, as_json, no_baselines, baseline_count, repeat, save, web_port,
          force, keep_broker, timeout, no_kstreams, no_kstreams_simple=False, no_kstreams_full=False, no_quix=False,
-         quiet=False, **extra):
+         quiet=False, formats=None, **extra):
     from ..cli import progress
     from .report import machine, summarize, text_report
     from .memory import memory
@@ -91,17 +95,35 @@ def _run(workload: str, count, accounts, workers, as_json, no_baselines, baselin
                       quix=not no_quix, **extra)
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     runs = []
+    from ..config import record_format
+    try:
+        compared = [record_format(f) for f in formats.split(",")] if formats else [None]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--formats")
+    before = os.environ.get("BANK_RECORD_FORMAT")
     with _bench_env(web_port, force, keep_broker, log) as env:
         for index in range(repeat):
-            if repeat > 1:
-                log(f"run {index + 1}/{repeat}")
-            result = WORKLOADS[workload](env, options, log=log)
-            result["run"] = index + 1
-            runs.append(result)
+            for fmt in compared:
+                if fmt:  # the workers and the load's own codec read it when they start
+                    os.environ["BANK_RECORD_FORMAT"] = fmt
+                if repeat > 1 or fmt:
+                    log(f"run {len(runs) + 1}" + (f" ({fmt})" if fmt else "") + f", repeat {index + 1}/{repeat}")
+                result = WORKLOADS[workload](env, options, log=log)
+                result["run"] = len(runs) + 1
+                if fmt:
+                    result["record_format"] = fmt
+                runs.append(result)
+    if before is None:
+        os.environ.pop("BANK_RECORD_FORMAT", None)
+    else:
+        os.environ["BANK_RECORD_FORMAT"] = before
     report = {"workload": workload, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "command": "bank " + " ".join(sys.argv[1:]),
               "bootstrap_servers": env.settings.bootstrap_servers, "partitions": env.settings.partitions,
               "machine": machine(), "runs": runs, "median": summarize(runs)}
+    if formats:
+        report["median_by_format"] = {fmt: summarize([r for r in runs if r.get("record_format") == fmt])
+                                      for fmt in compared}
     if save:
         save.parent.mkdir(parents=True, exist_ok=True)
         save.write_text(json.dumps(report, indent=1, default=str))
@@ -109,6 +131,10 @@ def _run(workload: str, count, accounts, workers, as_json, no_baselines, baselin
         click.echo(json.dumps(report, default=str))
     else:
         click.echo(text_report(report))
+        for fmt, median in report.get("median_by_format", {}).items():
+            figures = {k: v for k, v in median.items() if k.startswith("streambank.") and
+                       ("throughput_per_s" in k or "cpu_ms_per_command" in k)}
+            click.echo(f"median, {fmt}: " + ", ".join(f"{k} {v}" for k, v in sorted(figures.items())))
 
 
 @bench.command(help="Deposits: one command → one event → account view, customer view, history, outcome.")

@@ -9,6 +9,7 @@ import click
 
 from ..config import Settings
 from .kafka_commands import kafka
+from .registry_commands import registry, schemas
 from ..bench.cli import bench
 
 
@@ -19,6 +20,8 @@ def cli():
 
 cli.add_command(kafka)
 cli.add_command(bench)
+cli.add_command(registry)
+cli.add_command(schemas)
 
 
 @cli.group(help="Kafka topics of the pipeline.")

@@ -5,6 +5,12 @@ A value is `C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint of the writ
 `schemas/` by that fingerprint and read into the current schema of the same name, so records
 written by any schema version ever kept in `schemas/` stay readable. A schema whose name no longer has
 a record type (renamed or split) is read as written and handed to its upcaster (`streams.contract.upcasters`).
+
+Every reader also accepts the Confluent wire format: `00`, the 4-byte big-endian schema id, the body.
+The writer's schema is then fetched from the Schema Registry by id (`streams.contract.schema_registry`, cached),
+and read exactly as above: a schema that is one of `schemas/` (same fingerprint) goes the same way,
+upcasters included. Writers frame records as `BANK_RECORD_FORMAT` says (`single-object`, the default,
+or `confluent`, which registers each current schema under its record's full name on first use).
 """
 from __future__ import annotations
 
@@ -22,9 +28,12 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from . import records
+from . import schema_registry as registry_api
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = 10
+CONFLUENT_MAGIC = 0  # the Confluent wire format: 00, the schema id (4 bytes, big-endian), the body
+CONFLUENT_HEADER_SIZE = 5
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 TIMESTAMP_FIELDS = frozenset({"occurred_at", "issued_at"})
 
@@ -192,13 +201,33 @@ def _to_avro_factory(record_type: type):
     return convert
 
 
+_FROM_ENV = object()
+
+
 class Codec:
-    """Encodes dataclass records to single-object Avro and back."""
+    """Encodes dataclass records to Avro (single-object or Confluent-framed) and back from either.
+
+    `registry` is a `schema_registry.RegistryClient` (or None: no registry, framed records are
+    undecodable); by default it and `record_format` come from the environment (`Settings.from_env`).
+    """
 
     def __init__(self, schema_dir: Path = SCHEMA_DIR, record_types=records.RECORD_TYPES,
-                 upcasters: dict[str, typing.Callable[[dict], object]] | None = None):
+                 upcasters: dict[str, typing.Callable[[dict], object]] | None = None,
+                 registry=_FROM_ENV, record_format: str | None = None, cache_size: int = 1024):
         from .upcasters import UPCASTERS  # old full name → function(dict) → current record
         upcasters = UPCASTERS if upcasters is None else upcasters
+        if registry is _FROM_ENV or record_format is None:
+            from ..config import Settings  # config imports nothing of contract: no circle
+            settings = Settings.from_env()
+            registry = registry_api.client_from_settings(settings) if registry is _FROM_ENV else registry
+            record_format = record_format or settings.record_format
+        if record_format == "confluent" and registry is None:
+            raise RuntimeError("BANK_RECORD_FORMAT=confluent needs a schema registry: set BANK_SCHEMA_REGISTRY_URL "
+                               "(`bank registry start` runs one on 127.0.0.1:8081)")
+        self.record_format = record_format
+        self.registry = registry
+        self._upcasters = upcasters
+        self._schema_texts: dict[type, tuple[str, str]] = {}  # record type → (full name, current schema JSON)
         self._by_type: dict[type, tuple[bytes, object, typing.Callable]] = {}
         self._readers: dict[bytes, tuple[object, object | None, typing.Callable]] = {}
         current: dict[str, tuple[bytes, object]] = {}
@@ -213,6 +242,10 @@ class Codec:
             writers[fp] = (full, parsed)
             if path.name == f"{full}.avsc":
                 current[full] = (fp, parsed)
+                if full in types_by_name:
+                    # The file's text as it is: Apicurio matches a lookup by exact text, so a producer that
+                    # sends the .avsc file (AvroSerializer, auto.register.schemas=False) finds this id.
+                    self._schema_texts[types_by_name[full]] = (full, path.read_text().strip())
         for full, record_type in types_by_name.items():
             if full not in current:
                 raise RuntimeError(f"schemas/ has no {full}.avsc; run `python -m streams.contract.avro` to write it")
@@ -225,23 +258,97 @@ class Codec:
                 continue
             reader = None if current[full][0] == fp else current[full][1]
             self._readers[fp] = (parsed, reader, _to_python_factory(types_by_name[full]))
+        self._current = {full: current[full] for full in types_by_name}
+        self._types_by_name = types_by_name
+        self._ids = None if registry is None else registry_api.IdLookup(registry, self._reader_for_text,
+                                                                        max_entries=cache_size)
+        # What encode() writes each type with: single-object headers now, Confluent ones on first use.
+        self._writers = dict(self._by_type) if record_format == "single-object" else {}
+
+    @classmethod
+    def from_settings(cls, settings, **kwargs) -> "Codec":
+        return cls(registry=registry_api.client_from_settings(settings), record_format=settings.record_format,
+                   **kwargs)
+
+    # --- the Confluent wire format
+    def _confluent_writer(self, record_type: type):
+        """Registers the type's current schema under its full name (idempotent): its id frames the records."""
+        _, schema, to_avro = self._by_type[record_type]
+        full, text = self._schema_texts[record_type]
+        schema_id = self.registry.register(registry_api.subject_for(full), text)
+        self._ids.pin(schema_id, self._readers[self._current[full][0]])
+        writer = (bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big"), schema, to_avro)
+        self._writers[record_type] = writer
+        return writer
+
+    def prepare(self) -> None:
+        """Resolves every writer's schema id now (a worker does this at start: no lookup mid-stream later)."""
+        if self.record_format == "confluent":
+            for record_type in self._by_type:
+                if record_type not in self._writers:
+                    self._confluent_writer(record_type)
+
+    def schema_id(self, record_type: type) -> int:
+        """The registry id this codec frames the type with (registering its schema if need be)."""
+        header = (self._writers.get(record_type) or self._confluent_writer(record_type))[0]
+        return int.from_bytes(header[1:5], "big")
+
+    def _reader_for_text(self, text: str):
+        """A registry schema → the reader entry of `decode`; a schema of `schemas/` reuses its own."""
+        try:
+            raw = json.loads(text)
+            canonical = to_parsing_canonical_form(raw)
+        except Exception as exc:  # not JSON, or not a valid Avro schema
+            raise registry_api.RegistryError(f"the registry's schema is not a valid Avro schema: {exc}") from exc
+        entry = self._readers.get(fingerprint(canonical))
+        if entry is not None:
+            return entry
+        if not isinstance(raw, dict) or raw.get("type") != "record":
+            raise registry_api.RegistryError("the registry's schema is not a named Avro record")
+        full = f"{raw.get('namespace')}.{raw['name']}" if raw.get("namespace") and "." not in raw["name"] else raw["name"]
+        try:
+            parsed = fastavro.parse_schema(_without_timestamp_logic(copy.deepcopy(raw)), _force=True)
+        except Exception as exc:
+            raise registry_api.RegistryError(f"the registry's schema of {full} does not parse: {exc}") from exc
+        if full in self._types_by_name:  # a version not kept in schemas/: read into today's schema
+            return (parsed, self._current[full][1], _to_python_factory(self._types_by_name[full]))
+        if full in self._upcasters:
+            return (parsed, None, self._upcasters[full])
+        raise registry_api.RegistryError(f"the registry's schema is {full}, no record type of this pipeline")
 
     def encode(self, record) -> bytes:
-        header, schema, to_avro = self._by_type[type(record)]
+        try:
+            header, schema, to_avro = self._writers[type(record)]
+        except KeyError:
+            header, schema, to_avro = self._confluent_writer(type(record))
         out = io.BytesIO()
         out.write(header)
         fastavro.schemaless_writer(out, schema, to_avro(record))
         return out.getvalue()
 
     def decode(self, data: bytes):
+        if isinstance(data, (bytes, bytearray, memoryview)) and len(data) >= CONFLUENT_HEADER_SIZE \
+                and data[0] == CONFLUENT_MAGIC:
+            schema_id = int.from_bytes(data[1:CONFLUENT_HEADER_SIZE], "big")
+            if self._ids is None:
+                raise DecodeError(f"a Confluent-framed record (schema id {schema_id}) but no schema registry is "
+                                  "configured (BANK_SCHEMA_REGISTRY_URL)")
+            try:
+                entry = self._ids.get(schema_id)
+            except registry_api.RegistryError as exc:
+                raise DecodeError(f"schema id {schema_id}: {exc}") from exc
+            return self._read(data, CONFLUENT_HEADER_SIZE, entry)
         if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) < HEADER_SIZE or data[:2] != MAGIC:
-            raise DecodeError("not an Avro single-object encoded record (missing C3 01 header)")
+            raise DecodeError("not an Avro single-object encoded record (missing C3 01 header), nor Confluent-framed (00)")
         entry = self._readers.get(bytes(data[2:HEADER_SIZE]))
         if entry is None:
             raise DecodeError(f"unknown schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}")
+        return self._read(data, HEADER_SIZE, entry)
+
+    def _read(self, data, offset: int, entry):
         writer, reader, to_python = entry
         stream = io.BytesIO(data)
-        stream.seek(HEADER_SIZE)
+        stream.seek(offset)
         try:
             value = fastavro.schemaless_reader(stream, writer, reader)
         except Exception as exc:  # fastavro raises many types on corrupt input

@@ -9,12 +9,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from . import local_broker
+from . import local_broker, local_registry
+from ..contract.schema_history import RegistrationError, register_all
 from ..cli import progress
 from ..kafka.admin import create_topics
 from ..config import Settings
@@ -42,6 +44,8 @@ def http(method: str, url: str, body: dict | None = None, timeout: float = 30.0)
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BANK_HOME": str(settings.home), "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
+    if settings.schema_registry_url:
+        env["BANK_SCHEMA_REGISTRY_URL"] = settings.schema_registry_url
     with open(log_path, "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--web-port", str(settings.web_port)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -147,8 +151,27 @@ def show_views(base: str, ids: dict) -> None:
     console.print(table)
 
 
+def start_registry(settings: Settings) -> tuple[Settings, bool]:
+    """The local Schema Registry (unless BANK_SCHEMA_REGISTRY_URL names one), with every schema registered."""
+    started = False
+    if not settings.schema_registry_url:
+        if not local_registry.status(settings.home).running:
+            console.print("[bold]starting the local Schema Registry[/] (the first run builds it with Maven)")
+            started = True
+        port = int(os.environ.get("BANK_REGISTRY_PORT", local_registry.DEFAULT_PORT))
+        found = local_registry.start(settings.home, port=port)
+        settings = replace(settings, schema_registry_url=found.url)
+    rows = register_all(settings)
+    refused = [row.file for row in rows if not row.ok]
+    expect(not refused, f"the registry refused {', '.join(refused)} as incompatible")
+    console.print(f"schema registry at {settings.schema_registry_url}: {len(rows)} schema versions registered; "
+                  f"the worker writes {settings.record_format} records")
+    return settings, started
+
+
 def run_demo(settings: Settings, keep: bool = False) -> int:
-    started_broker = False
+
+    started_broker = started_registry = False
     worker = None
     base = f"http://{settings.web_host}:{settings.web_port}"
     try:
@@ -160,6 +183,7 @@ def run_demo(settings: Settings, keep: bool = False) -> int:
             started_broker = True
         created, _ = create_topics(settings)
         console.print(f"topics ready ({len(created)} created)")
+        settings, started_registry = start_registry(settings)
         log_path = settings.home / "logs" / f"worker-{settings.web_port}.log"
         worker = start_worker(settings, log_path)
         console.print(f"worker starting on {base} (log: {log_path})")
@@ -171,14 +195,17 @@ def run_demo(settings: Settings, keep: bool = False) -> int:
         show_views(base, ids)
         console.print("[bold green]demo finished: every view shows what the commands did[/]")
         return 0
-    except (DemoFailure, local_broker.KafkaLocalError, RuntimeError) as exc:
+    except (DemoFailure, local_broker.KafkaLocalError, local_registry.RegistryLocalError, RegistrationError,
+            RuntimeError) as exc:
         console.print(f"[bold red]demo failed:[/] {exc}")
         return 1
     finally:
         if keep:
-            console.print(f"KEEP=1: leaving the worker on {base} and the broker running")
+            console.print(f"KEEP=1: leaving the worker on {base}, the broker and the registry running")
         else:
             if worker is not None:
                 stop_worker(worker)
+            if started_registry:
+                local_registry.stop(settings.home)
             if started_broker:
                 local_broker.stop(settings.home)

@@ -11,6 +11,8 @@ from . import localstate
 from .app import create_app
 from .wiring import wire
 from ..config import Settings
+from ..contract.avro import Codec
+from ..contract.schema_registry import RegistryError
 from ..kafka.pointer import follow as follow_pointer
 
 
@@ -22,7 +24,12 @@ def run_worker(settings: Settings, loglevel: str = "warning", reset_local_state:
     # Local state that Kafka contradicts would stop Faust's recovery (or never end it): drop it first.
     localstate.repair(settings)
     app = create_app(settings)
-    pipeline = wire(app, settings)
+    codec = Codec.from_settings(settings)
+    try:
+        codec.prepare()  # BANK_RECORD_FORMAT=confluent: every writer's schema id now, not mid-stream
+    except RegistryError as exc:
+        sys.exit(f"error: the schema registry did not register the writers' schemas: {exc}")
+    pipeline = wire(app, settings, codec=codec)
     follow_pointer(pipeline.generations, settings)
     pipeline.on_batch_failure = stop_at_once
     worker = Worker(app, loglevel=loglevel, redirect_stdouts=False, override_logging=True)

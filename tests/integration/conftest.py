@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streams.dev import local_broker
+from streams.dev import local_broker, local_registry
 from streams.kafka.admin import create_topics
 from streams.config import Settings
 
@@ -22,6 +22,8 @@ from http_api import REPO, Api
 KAFKA_PORT = int(os.environ.get("BANK_TEST_KAFKA_PORT", "9092"))
 WEB_PORT = int(os.environ.get("BANK_TEST_WEB_PORT", "16066"))
 WORKER_PORTS = (WEB_PORT, WEB_PORT + 1)
+# Not 8081: a developer's own registry may be there.
+REGISTRY_PORT = int(os.environ.get("BANK_TEST_REGISTRY_PORT", "18081"))
 
 
 def pytest_collection_modifyitems(items):
@@ -56,6 +58,25 @@ def kafka(settings):
     yield settings
     if not os.environ.get("BANK_TEST_KEEP"):  # BANK_TEST_KEEP=1 leaves broker and workers up to look at
         local_broker.stop(settings.home)
+
+
+@pytest.fixture(scope="session")
+def registry(bank_home):
+    """A real Schema Registry (Apicurio, built once and cached in the repo's .bank like the Kafka jars).
+
+    Its URL goes into the environment of everything the session starts (workers, `bank` commands) and of
+    the tests' own codecs: every reader then decodes Confluent-framed records as well as single-object ones.
+    """
+    os.environ.setdefault(local_registry.APP_ENV, str(REPO / ".bank" / "registry" / "app"))
+    try:
+        found = local_registry.start(bank_home, port=REGISTRY_PORT, timeout=120)
+    except local_registry.RegistryLocalError as exc:
+        pytest.fail(f"could not start the test schema registry: {exc}", pytrace=False)
+    os.environ["BANK_SCHEMA_REGISTRY_URL"] = found.url
+    yield found
+    if not os.environ.get("BANK_TEST_KEEP"):
+        local_registry.stop(bank_home)
+        os.environ.pop("BANK_SCHEMA_REGISTRY_URL", None)
 
 
 class Worker:
@@ -136,7 +157,7 @@ def wait_until_serving(workers: list[Worker], timeout: float = 120.0) -> None:
 
 
 @pytest.fixture(scope="session")
-def workers(kafka):
+def workers(kafka, registry):
     """Two workers side by side, each with its own state directory and web port."""
     started = [Worker(kafka, port) for port in WORKER_PORTS]
     try:

@@ -50,7 +50,7 @@ def streambank_services(compose: dict) -> dict[str, dict]:
 def test_the_stack_has_the_broker_the_topic_one_shot_two_workers_and_a_kafka_ui(compose):
     services = compose["services"]
     assert {"kafka", "topics", "worker-1", "worker-2", "kafka-ui"} <= set(services)
-    assert set(streambank_services(compose)) == {"topics", "worker-1", "worker-2"}
+    assert set(streambank_services(compose)) == {"topics", "schemas", "worker-1", "worker-2"}
     assert services["kafka-ui"]["image"].split(":")[0] in ("kafbat/kafka-ui", "provectuslabs/kafka-ui")
 
 
@@ -112,3 +112,14 @@ def test_every_command_the_stack_runs_is_a_real_bank_command_with_real_options(c
             resolved = resolved.commands[words.pop(0)]
         assert not isinstance(resolved, click.Group), (name, command)
         resolved.make_context(" ".join(command), words)  # raises on an unknown option or a bad value
+
+
+def test_the_kafka_ui_and_the_workers_use_the_registry_and_the_schemas_are_registered_first(compose):
+    services = compose["services"]
+    url = services["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_SCHEMAREGISTRY"]
+    assert url == "http://registry:8080/apis/ccompat/v7" and services["registry"]["image"].endswith(":2.4.2.Final")
+    for name in ("worker-1", "worker-2"):
+        assert services[name]["environment"]["BANK_SCHEMA_REGISTRY_URL"] == url
+        assert services[name]["environment"]["BANK_RECORD_FORMAT"] == "confluent"
+        assert services[name]["depends_on"]["schemas"]["condition"] == "service_completed_successfully"
+    assert services["schemas"]["command"] == ["bank", "schemas", "register"]
