@@ -2,36 +2,21 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 import time
-from pathlib import Path
 
 import click
 
 from ..dev import local_broker
+from .local_services import fail, home, log_to_stderr
 from ..dev.local_broker import BrokerStatus, KafkaLocalError
 
 
-def _home() -> Path:
-    return Path(os.environ.get("BANK_HOME") or "./.bank").expanduser().resolve()
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(1)
+_home, _fail = home, fail
 
 
 def _setup_logging() -> None:
-    lg = logging.getLogger(local_broker.__name__)
-    if not any(getattr(h, "_bank_kafka", False) for h in lg.handlers):
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(message)s"))
-        h._bank_kafka = True  # type: ignore[attr-defined]
-        lg.addHandler(h)
-        lg.setLevel(logging.INFO)
-        lg.propagate = False
+    log_to_stderr(local_broker.__name__)
 
 
 def _describe(st: BrokerStatus) -> str:

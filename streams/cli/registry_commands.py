@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -11,27 +10,15 @@ from pathlib import Path
 import click
 
 from ..dev import local_registry
+from .local_services import fail, home, log_to_stderr
 from ..dev.local_registry import RegistryLocalError, RegistryStatus
 
 
-def _home() -> Path:
-    return Path(os.environ.get("BANK_HOME") or "./.bank").expanduser().resolve()
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(1)
+_home, _fail = home, fail
 
 
 def _setup_logging() -> None:
-    lg = logging.getLogger(local_registry.__name__)
-    if not any(getattr(h, "_bank_registry", False) for h in lg.handlers):
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(message)s"))
-        h._bank_registry = True  # type: ignore[attr-defined]
-        lg.addHandler(h)
-        lg.setLevel(logging.INFO)
-        lg.propagate = False
+    log_to_stderr(local_registry.__name__)
 
 
 def _describe(st: RegistryStatus) -> str:
