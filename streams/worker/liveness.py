@@ -52,6 +52,18 @@ def fetch_position(app, tp) -> int | None:
         return None
 
 
+def unhandled_partitions(consumer) -> set:
+    """The partitions with records handed on to an agent and not yet handled (Faust's unacked)."""
+    return {message.tp for message in list(getattr(consumer, "_unacked_messages", ()))}
+
+
+def only_markers_left(position: int | None, end: int, unhandled: bool) -> bool:
+    """Whether what lies before `end` is all handled: the consumer fetched up to it (past any
+    transaction marker) and nothing it handed on waits. The offsets between the last record read
+    and `end` are then markers, not work."""
+    return position is not None and position >= end and not unhandled
+
+
 def source_offsets(app, changelog_topics: set[str]) -> dict:
     """(read, committed, end) per assigned non-changelog partition, from the Faust consumer.
 
@@ -60,7 +72,7 @@ def source_offsets(app, changelog_topics: set[str]) -> dict:
     `end` is the committed offset.
     """
     consumer = app.consumer
-    unhandled = {message.tp for message in list(consumer._unacked_messages)}
+    unhandled = unhandled_partitions(consumer)
     offsets = {}
     for tp in consumer.assignment():
         if tp.topic in changelog_topics:
@@ -72,7 +84,7 @@ def source_offsets(app, changelog_topics: set[str]) -> dict:
         read = consumer._read_offset.get(tp)
         committed = consumer._committed_offset.get(tp)
         position = fetch_position(app, tp)
-        if end is not None and position is not None and position >= end and tp not in unhandled:
+        if end is not None and only_markers_left(position, end, tp in unhandled):
             end = committed
         offsets[tp] = (read, committed, end)
     return offsets

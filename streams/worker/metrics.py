@@ -30,7 +30,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from ..contract import topics
 from ..topology import VIEW_AGENTS  # view agent → its view's table: its staleness is the agent's
-from .liveness import fetch_position
+from .liveness import fetch_position, only_markers_left, unhandled_partitions
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class PipelineCollector:
             return {}
         read = consumer._read_offset
         committed = consumer._committed_offset
-        unhandled = {message.tp for message in list(getattr(consumer, "_unacked_messages", ()))}
+        unhandled = unhandled_partitions(consumer)
         out = {}
         for tp in assignment:
             if tp.topic not in self.source_topics:
@@ -225,9 +225,7 @@ class PipelineCollector:
                 position = 0 if highwater == 0 else None
             if position is None:
                 continue
-            if tp not in unhandled and (self.fetched(self.app, tp) or -1) >= highwater:
-                # Everything up to the highwater was handed on and handled: what is left between the last
-                # record read and the highwater are transaction markers, not work.
+            if only_markers_left(self.fetched(self.app, tp), highwater, tp in unhandled):
                 position = highwater
             out[(tp.topic, tp.partition)] = (highwater, position)
         return out
