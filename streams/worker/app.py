@@ -3,6 +3,7 @@ that fence a new assignment before recovery and end recovery past transaction ma
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 
@@ -64,8 +65,50 @@ def create_app(settings: Settings, **overrides) -> faust.App:
     return BankApp(topics.APP_ID, **config)
 
 
+class SeekFence:
+    """Tells records fetched before a seek of their partition from those fetched after it.
+
+    Faust hands a fetched batch on record by record, with awaits between; a seek meanwhile (table
+    recovery, the seek to committed offsets after a rebalance, a task restarting) does not stop the
+    rest of that batch, and a seek during a record's handing on is undone when Faust then sets its
+    read offset to that record. Either way Faust's read offset ends past the records the seek asked
+    for again, and it drops them as read: a changelog record skipped so leaves a table behind its
+    changelog (the next command forks a version), a command skipped is lost. So every fetch and
+    every seek takes a tick of one clock, on the consumer's thread where both happen; a record whose
+    partition was sought after its fetch is not handed on (the seek brings it again, in order), and
+    a seek during a handing on gets its read offset back (`not_overtaken`).
+    """
+
+    def __init__(self):
+        self._clock = itertools.count()
+        self._sought: dict = {}  # tp → (the tick of its last seek, the offset sought)
+
+    def fetched(self) -> int:
+        return next(self._clock)
+
+    def sought(self, offsets) -> None:
+        """`offsets`: tp → the offset each was sought to."""
+        tick = next(self._clock)
+        for tp, offset in offsets.items():
+            self._sought[tp] = (tick, offset)
+
+    def last_seek(self, tp) -> tuple[int, int] | None:
+        return self._sought.get(tp)
+
+    def overtaken(self, tp, fetched_at: int | None) -> bool:
+        seek = self._sought.get(tp)
+        return fetched_at is not None and seek is not None and seek[0] > fetched_at
+
+
+class Fetched(dict):
+    """A fetch's records by partition, with the tick it was taken at (SeekFence)."""
+
+    fetched_at: int | None = None
+
+
 class ReadCommittedThread(AIOKafkaConsumerThread):
-    """Faust's aiokafka consumer thread, reading only committed records (agents, recovery, standbys).
+    """Faust's aiokafka consumer thread, reading only committed records (agents, recovery, standbys),
+    with every fetch and seek ticked on the consumer's SeekFence.
 
     Faust sets read_committed only under its own `exactly_once`, which also makes its highwaters the
     consumer's last stable offsets, unknown (None, so "nothing to recover") until a fetch returns.
@@ -82,13 +125,70 @@ class ReadCommittedThread(AIOKafkaConsumerThread):
         # check behind /health (streams.worker.liveness) does this job, markers understood.
         return None
 
+    # Everything below runs on the consumer's thread, the only place aiokafka's fetcher changes.
+    async def _fetch_records(self, consumer, active_partitions, timeout=None, max_records=None):
+        records = Fetched(await super()._fetch_records(consumer, active_partitions, timeout=timeout,
+                                                       max_records=max_records))
+        records.fetched_at = self.consumer.seek_fence.fetched()
+        return records
+
+    async def _seek_wait(self, consumer, partitions) -> None:
+        for tp, offset in partitions.items():
+            consumer.seek(tp, offset)
+            if offset > 0:
+                self.consumer._read_offset[tp] = offset
+            else:
+                self.consumer._read_offset.pop(tp, None)
+        self.consumer.seek_fence.sought(partitions)
+        await asyncio.wait_for(asyncio.gather(*[consumer.position(tp) for tp in partitions]),
+                               timeout=self.app.conf.broker_request_timeout)
+
+    async def seek_to_committed(self):
+        return await self.call_thread(self._seek_to_committed)
+
+    async def _seek_to_committed(self):
+        # aiokafka's own awaits between its seeks: here every committed offset is read first, then
+        # all are sought at once, so no fetch falls between a seek and its tick.
+        consumer = self._ensure_consumer()
+        committed = {tp: await consumer.committed(tp) for tp in consumer.assignment()}
+        sought = {tp: offset for tp, offset in committed.items() if offset and offset > 0}
+        for tp, offset in sought.items():
+            consumer._fetcher.seek_to(tp, offset)
+        self.consumer.seek_fence.sought(sought)
+        return committed
+
+    def seek(self, partition, offset: int) -> None:
+        self._ensure_consumer().seek(partition, offset)
+        self.consumer.seek_fence.sought({partition: offset})
+
 
 class TransactionalConsumer(AIOKafkaDriverConsumer):
     """Faust's consumer that never commits offsets: they are committed with each batch's effects, in
-    its transaction (streams.kafka.transactions). Faust's commit rounds still trim its ack bookkeeping."""
+    its transaction (streams.kafka.transactions). Faust's commit rounds still trim its ack bookkeeping.
+    Records a seek overtook are not handed on (SeekFence)."""
+
+    seek_fence: SeekFence
+    _fetched_at: int | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.seek_fence = SeekFence()
+        super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self):
         return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _seek(self, partition, offset: int) -> None:
+        # On the consumer's thread, like every other seek, so its tick orders it against the fetches.
+        thread = self._thread
+        await thread.call_thread(_call, thread.seek, partition, offset)
+
+    async def _wait_next_records(self, timeout):
+        records, active_partitions = await super()._wait_next_records(timeout)
+        self._fetched_at = getattr(records, "fetched_at", None)
+        return records, active_partitions
+
+    def getmany(self, timeout: float):
+        return not_overtaken(super().getmany(timeout), self.seek_fence, lambda: self._fetched_at, self._read_offset)
 
     async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
         self._committed_offset.update(offsets)
@@ -96,6 +196,28 @@ class TransactionalConsumer(AIOKafkaDriverConsumer):
         # offsets' effects were committed, in their transactions, before they were acked.
         self._thread.tp_last_committed_at.update({tp: time.monotonic() for tp in offsets})
         return True
+
+
+async def not_overtaken(records, fence: SeekFence, fetched_at, read_offset):
+    """`records` ((tp, message) pairs of one fetch, handed on by Faust's `_drain_messages`) without
+    those a seek of their partition overtook. `fetched_at()` gives the fetch's tick once it returned;
+    `read_offset` is Faust's, given back to a seek that came while a record was handed on."""
+    async for tp, message in records:
+        if fence.overtaken(tp, fetched_at()):
+            continue
+        before = fence.last_seek(tp)
+        yield tp, message
+        # Faust has handed the record on and set its read offset to it: a seek meanwhile is undone.
+        seek = fence.last_seek(tp)
+        if seek is not before:
+            if seek[1]:
+                read_offset[tp] = seek[1]
+            else:
+                read_offset.pop(tp, None)
+
+
+async def _call(function, *args):
+    return function(*args)
 
 
 class BankApp(faust.App):
@@ -228,3 +350,25 @@ def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float
                 recovery.flush_buffers()
                 recovery._set_recovery_ended()
                 recovery.signal_recovery_end.set()
+
+
+def skip_untracked_changelog_events(app: faust.App) -> None:
+    """Drops a changelog record whose partition recovery no longer tracks (revoked while it waited in
+    the queue) before Faust's recovery takes it.
+
+    Faust's `_slurp_changelogs` logs "recovery unknown topic" for such a record and then applies it to
+    the table of the record before it, setting that table's persisted offset for the foreign partition:
+    the table then starts its next recovery past records it never applied. Skipped here, the record is
+    read again if its partition comes back, from that table's own persisted offset.
+    """
+    recovery = app.tables.recovery
+    queue = app.tables.changelog_queue
+    get = queue.get
+
+    async def get_tracked():
+        while True:
+            event = await get()
+            tp = event.message.tp
+            if tp in recovery.active_tps or tp in recovery.standby_tps:
+                return event
+    queue.get = get_tracked

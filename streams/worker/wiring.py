@@ -18,7 +18,7 @@ from ..services.commands import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor
 from ..services.handling import KeyPrefixed, Origin
 from ..services.privacy import KeyStore
 from ..http.api import register_routes
-from .app import end_recovery_past_markers, fence_before_recovery, rejoin_group
+from .app import end_recovery_past_markers, fence_before_recovery, rejoin_group, skip_untracked_changelog_events
 from .batches import BatchedTable
 from .liveness import watch as watch_for_stalls
 from .metrics import instrument
@@ -104,6 +104,7 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
         sink.rejoin = lambda: rejoin_group(app)
         fence_before_recovery(app, sink)
         end_recovery_past_markers(app)
+        skip_untracked_changelog_events(app)
 
     def processor(spec: topology.Processor) -> CommandProcessor:
         hooks = {}

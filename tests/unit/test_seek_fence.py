@@ -1,0 +1,114 @@
+"""Records a seek overtook: the lead "records fetched before a seek are handed on after it and move
+Faust's read offset past the records the seek asked for again", confirmed on Faust's own loop
+(`Consumer._drain_messages`), and the fence that keeps them back."""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+
+from faust.transport.consumer import Consumer as FaustConsumer
+from faust.types import TP
+
+from streams.worker.app import SeekFence, not_overtaken
+
+TP0 = TP("bank.accounts.changelog", 0)
+TP1 = TP("bank.accounts.changelog", 1)
+
+
+class Script:
+    """Faust's consumer as `_drain_messages` sees it: each fetch a list of offsets of TP0; `seek_after`
+    (fetch index, offset handed on) → the offset the partition is sought to at that point, as a
+    recovery or a restarted task does while a fetched batch is still being handed on."""
+
+    def __init__(self, fetches: list[list[int]], seek_after: dict[tuple[int, int], int], fence: SeekFence | None,
+                 during: bool = True):
+        self.fetches, self.seek_after, self.fence = fetches, seek_after, fence
+        self.during = during  # the seek while the record is handed on, or just after
+        self.handed_on: list[int] = []
+        self._read_offset = defaultdict(lambda: None)
+        self.fetch_index = -1
+        self.fetched_at = None
+        stopped = SimpleNamespace(is_set=lambda: self.fetch_index >= len(self.fetches) - 1)
+        self._stopped = stopped
+        self.fetcher = SimpleNamespace(_stopped=stopped)
+        self.diag = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
+        self._commit_every = None
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: False))
+        self.should_stop = False
+        self.suspend_flow = asyncio.Event()
+        self.consumer_stopped_errors = ()
+        self.log = SimpleNamespace(dev=lambda *args: None, exception=lambda *args: None)
+
+    async def sleep(self, seconds):
+        await asyncio.sleep(0)
+
+    async def wait_first(self, *coros):
+        await coros[0]
+        coros[1].close()
+
+    async def callback(self, message):
+        self.handed_on.append(message.offset)
+        if self.during:
+            self.seek(message.offset)
+
+    def seek(self, offset: int) -> None:
+        seek_to = self.seek_after.get((self.fetch_index, offset))
+        if seek_to is not None:  # what Faust's seek does: the fetcher moves back, the read offset with it
+            self._read_offset[TP0] = seek_to
+            if self.fence is not None:
+                self.fence.sought({TP0: seek_to})
+
+    def getmany(self, timeout):
+        async def fetch():
+            self.fetch_index += 1
+            self.fetched_at = self.fence.fetched() if self.fence is not None else None
+            for offset in self.fetches[self.fetch_index]:
+                yield TP0, SimpleNamespace(offset=offset, topic=TP0.topic, key=None, value=None)
+                if not self.during:
+                    self.seek(offset)
+        if self.fence is None:
+            return fetch()
+        return not_overtaken(fetch(), self.fence, lambda: self.fetched_at, self._read_offset)
+
+    def drain(self) -> list[int]:
+        asyncio.run(FaustConsumer._drain_messages(self, self.fetcher))
+        return self.handed_on
+
+
+@pytest.mark.parametrize("during", [True, False], ids=["seek-while-handed-on", "seek-between-records"])
+def test_given_a_seek_while_a_fetch_is_handed_on_then_faust_drops_the_records_the_seek_asked_for_again(during):
+    # Fetched 5-7; at 5, recovery seeks back to 3 (records 3 and 4 not applied yet). Faust hands on
+    # 6 and 7 from the old fetch, then drops 3 and 4 from the new one as read (7, not below its read
+    # offset, comes twice).
+    script = Script(fetches=[[5, 6, 7], [3, 4, 5, 6, 7]], seek_after={(0, 5): 3}, fence=None, during=during)
+    assert script.drain() == [5, 6, 7, 7]
+
+
+@pytest.mark.parametrize("during", [True, False], ids=["seek-while-handed-on", "seek-between-records"])
+def test_given_the_fence_when_a_seek_overtakes_a_fetch_then_the_seek_brings_every_record_again_in_order(during):
+    script = Script(fetches=[[5, 6, 7], [3, 4, 5, 6, 7]], seek_after={(0, 5): 3}, fence=SeekFence(), during=during)
+    assert script.drain() == [5, 3, 4, 5, 6, 7]
+
+
+def test_given_the_fence_and_no_seek_then_every_fetched_record_is_handed_on_once():
+    script = Script(fetches=[[0, 1, 2], [3, 4]], seek_after={}, fence=SeekFence())
+    assert script.drain() == [0, 1, 2, 3, 4]
+
+
+def test_given_a_seek_of_one_partition_then_a_fetch_before_it_is_overtaken_there_only():
+    fence = SeekFence()
+    before = fence.fetched()
+    fence.sought({TP0: 3})
+    after = fence.fetched()
+    assert fence.overtaken(TP0, before)
+    assert not fence.overtaken(TP1, before)
+    assert not fence.overtaken(TP0, after)
+
+
+def test_given_a_fetch_without_a_tick_then_nothing_is_overtaken():
+    fence = SeekFence()
+    fence.sought({TP0: 3})
+    assert not fence.overtaken(TP0, None)
