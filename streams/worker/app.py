@@ -14,7 +14,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer as
 from ..config import Settings
 from ..contract import topics
 from ..kafka.transactions import Transactions
-from .liveness import fetch_position
+from .liveness import position_of
 
 
 def create_app(settings: Settings, **overrides) -> faust.App:
@@ -82,6 +82,15 @@ class SeekFence:
     def __init__(self):
         self._clock = itertools.count()
         self._sought: dict = {}  # tp → (the tick of its last seek, the offset sought)
+        self._through: dict = {}  # tp → the position up to which every record fetched was handed on
+
+    def fetching(self, positions) -> None:
+        """A fetch starts with the consumer at `positions` (tp → next offset). Faust fetches again only
+        once the last fetch was handed on in full, so every record before them was handed on."""
+        self._through.update(positions)
+
+    def handed_through(self, tp) -> int | None:
+        return self._through.get(tp)
 
     def fetched(self) -> int:
         return next(self._clock)
@@ -91,6 +100,7 @@ class SeekFence:
         tick = next(self._clock)
         for tp, offset in offsets.items():
             self._sought[tp] = (tick, offset)
+            self._through.pop(tp, None)  # known again at the next fetch
 
     def last_seek(self, tp) -> tuple[int, int] | None:
         return self._sought.get(tp)
@@ -127,6 +137,9 @@ class ReadCommittedThread(AIOKafkaConsumerThread):
 
     # Everything below runs on the consumer's thread, the only place aiokafka's fetcher changes.
     async def _fetch_records(self, consumer, active_partitions, timeout=None, max_records=None):
+        if self.consumer.flow_active and active_partitions:
+            self.consumer.seek_fence.fetching(
+                {tp: at for tp in active_partitions if (at := position_of(consumer, tp)) is not None})
         records = Fetched(await super()._fetch_records(consumer, active_partitions, timeout=timeout,
                                                        max_records=max_records))
         records.fetched_at = self.consumer.seek_fence.fetched()
@@ -278,34 +291,30 @@ def fence_before_recovery(app: faust.App, transactions: Transactions) -> None:
     tables.on_rebalance = fence_then_recover
 
 
-def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float = 10.0) -> None:
+def end_recovery_past_markers(app: faust.App, interval: float = 0.1) -> None:
     """Lets table recovery end when a changelog partition is read to its end.
 
     Read committed, a changelog ends with a transaction marker that no consumer is ever given, so
     Faust's recovery (which waits for the record at highwater - 1) would wait for it forever; its own
     workaround, under its `exactly_once`, waits two 5 s timeouts. Here a partition is recovered once
-    the consumer's position is past the highwater and either the record just before the marker was
-    applied or nothing has arrived for `idle` seconds (the last committed record sits further back,
-    before an aborted transaction's records).
+    the record just before the marker was applied, or once every record up to past the highwater was
+    handed on (SeekFence: the consumer's position when its next fetch started) and Faust's changelog
+    queue is empty, so recovery has taken them all (the last committed record sits further back, before
+    an aborted transaction's records). Fetched is not handed on: a position past the highwater alone
+    ended recovery with the records of a fetch still waiting (the tables then missed them for good).
     """
     recovery = app.tables.recovery
     active_remaining, standby_remaining = recovery.active_remaining, recovery.standby_remaining
-    started = {"at": time.monotonic()}
 
-    def read_to_end(remaining: Counter, highwaters, offsets, received_at) -> Counter:
-        now = time.monotonic()
+    def read_to_end(remaining: Counter, highwaters, offsets) -> Counter:
+        fence = getattr(app.consumer, "seek_fence", None)
         for tp, left in remaining.items():
             if left <= 0:
                 continue
-            at = fetch_position(app, tp)
-            if at is None or at <= highwaters.get(tp, at):
-                continue
-            applied = offsets.get(tp)
-            # Fetched is not applied: records may still wait in Faust's queue. Going by quiet alone
-            # needs a long wait and an empty queue (a short one ended recovery with records unapplied).
-            quiet = (now - max(received_at.get(tp, 0.0), started["at"]) >= idle
-                     and app.tables.changelog_queue.empty())
-            if (applied is not None and applied >= highwaters[tp] - 1) or quiet:
+            applied, highwater = offsets.get(tp), highwaters[tp]
+            through = fence.handed_through(tp) if fence is not None else None
+            if ((applied is not None and applied >= highwater - 1)
+                    or (through is not None and through > highwater and app.tables.changelog_queue.empty())):
                 remaining[tp] = 0
         return remaining
 
@@ -328,24 +337,19 @@ def end_recovery_past_markers(app: faust.App, interval: float = 0.1, idle: float
             raise RebalanceAgain()
     recovery._wait = wait_unless_rebalancing
     recovery.active_remaining = lambda: read_to_end(
-        active_remaining(), recovery.active_highwaters, recovery.active_offsets, recovery._active_events_received_at)
+        active_remaining(), recovery.active_highwaters, recovery.active_offsets)
     recovery.standby_remaining = lambda: read_to_end(
-        standby_remaining(), recovery.standby_highwaters, recovery.standby_offsets,
-        recovery._standby_events_received_at)
+        standby_remaining(), recovery.standby_highwaters, recovery.standby_offsets)
 
     @app.task
     async def end_recovery_when_read():
-        waiting = False
         while not app.should_stop:
             await asyncio.sleep(interval)
             # Only while Faust's recovery waits for the end of the changelogs: before that, in the same
             # round, its highwaters and offsets are still being built (or are the last round's); and not
             # while the next rebalance is fencing (fence_before_recovery).
             if getattr(app, "fencing", 0) or not (recovery.in_recovery and recovery.signal_recovery_end._waiters):
-                waiting = False
                 continue
-            if not waiting:
-                waiting, started["at"] = True, time.monotonic()
             if not recovery.need_recovery():
                 recovery.flush_buffers()
                 recovery._set_recovery_ended()

@@ -46,9 +46,17 @@ def fetch_position(app, tp) -> int | None:
     """The aiokafka consumer's next offset to fetch for `tp` (past any transaction marker it read),
     or None when it has none (not assigned, not started)."""
     try:
-        state = app.consumer._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
+        return position_of(app.consumer._thread._ensure_consumer(), tp)
+    except Exception:  # not started: no opinion
+        return None
+
+
+def position_of(consumer, tp) -> int | None:
+    """An AIOKafkaConsumer's next offset to fetch for `tp`, or None (not assigned, no position yet)."""
+    try:
+        state = consumer._subscription.subscription.assignment.state_value(tp)
         return state.position if state is not None and state.has_valid_position else None
-    except Exception:  # not assigned (any more), or not started: no opinion
+    except Exception:  # not assigned (any more): no opinion
         return None
 
 

@@ -10,7 +10,7 @@ import pytest
 from faust.tables.recovery import RebalanceAgain, Recovery
 from faust.types import TP
 
-from streams.worker.app import end_recovery_past_markers, skip_untracked_changelog_events
+from streams.worker.app import SeekFence, end_recovery_past_markers, skip_untracked_changelog_events
 
 ACCOUNTS = TP("streambank-accounts-changelog", 0)
 REVOKED = TP("streambank-pending-changelog", 1)  # assigned before the last rebalance, not now
@@ -117,3 +117,46 @@ def test_given_no_rebalance_signalled_then_a_recovery_round_step_runs():
 
     asyncio.run(round_step())
     assert went_on == [True]
+
+
+def recovery_read_to(handed_through: int | None, applied: int, queued: int = 0, sought_after: bool = False) -> bool:
+    """Whether the ACCOUNTS changelog (records up to 59, its last marker at 60: highwater 60 as Faust
+    counts it) is recovered, given the consumer's position when its last fetch started (every record
+    before it handed on), the last offset applied, and records still in Faust's changelog queue."""
+    app, _ = recovering_app()
+    fence = SeekFence()
+    app._consumer = SimpleNamespace(seek_fence=fence)
+    if handed_through is not None:
+        fence.fetching({ACCOUNTS: handed_through})
+    if sought_after:
+        fence.sought({ACCOUNTS: 0})
+    recovery = app.tables.recovery
+    recovery.active_highwaters[ACCOUNTS] = 60
+    recovery.active_offsets[ACCOUNTS] = applied
+    for offset in range(queued):
+        app.tables.changelog_queue.put_nowait(changelog_event(ACCOUNTS, offset))
+    end_recovery_past_markers(app)
+    return recovery.active_remaining()[ACCOUNTS] == 0
+
+
+def test_given_the_record_before_the_last_marker_applied_then_the_partition_is_recovered():
+    assert recovery_read_to(handed_through=None, applied=59)
+
+
+def test_given_everything_handed_on_past_the_highwater_and_taken_then_the_partition_is_recovered():
+    # The last committed record sits before an aborted transaction's records: 59 is never applied.
+    assert recovery_read_to(handed_through=61, applied=41)
+
+
+def test_given_records_fetched_past_the_highwater_but_not_all_handed_on_then_recovery_goes_on():
+    # The consumer's position is past the highwater as soon as the last fetch returns; its records
+    # are handed on after. Ending then left the tables without them (a transfer "does not exist").
+    assert not recovery_read_to(handed_through=12, applied=11)
+
+
+def test_given_everything_handed_on_but_still_queued_then_recovery_goes_on():
+    assert not recovery_read_to(handed_through=61, applied=41, queued=3)
+
+
+def test_given_a_seek_since_the_last_fetch_then_what_was_handed_on_before_counts_no_more():
+    assert not recovery_read_to(handed_through=61, applied=41, sought_after=True)
