@@ -285,8 +285,11 @@ def start(home: Path, port: int = DEFAULT_PORT, timeout: float = 120, repo_root:
 
 def _wait_ready(home: Path, pid: int, port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
+    child = local_broker._CHILDREN.get(pid)
     while time.monotonic() < deadline:
-        if not _alive(pid, home):
+        # Our own child: its exit status is the answer. /proc alone answered "gone" for a JVM that was
+        # starting (threads coming and going) and then listened on its port.
+        if (child.poll() is not None) if child is not None else not _alive(pid, home):
             raise RegistryLocalError(f"the schema registry (pid {pid}) exited while starting; the end of "
                                      f"{log_file(home)}:\n{local_broker._tail(log_file(home), 30)}")
         if _answers(port, timeout=1.0):
