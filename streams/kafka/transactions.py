@@ -281,7 +281,15 @@ class Transactions:
 
     def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool:
         task = self.tasks.get((agent, partition))
-        return task is not None and task.accepts(topic, offset)
+        if task is None:
+            # Handed on while no task holds the partition (between a revocation and the next assignment):
+            # if the partition comes back here, records buffered behind these must wait until they come
+            # again (on_assigned), or the next task would take a later one first and refuse these after.
+            seen = self._last_seen.setdefault((agent, partition), {})
+            if offset > seen.get(topic, -1):
+                seen[topic] = offset
+            return False
+        return task.accepts(topic, offset)
 
     async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]:
         """Commits each partition's effects in its own transaction, concurrently; returns those committed.

@@ -299,3 +299,26 @@ def test_a_partition_revoked_with_a_batch_uncommitted_and_assigned_again_reads_t
     again = txns.tasks[("process_account_commands", 2)]
     assert not again.accepts("bank.accounts.commands", 13)  # buffered behind the uncommitted batch
     assert again.accepts("bank.accounts.commands", 10)  # the seek to committed brings it again first
+
+
+def test_records_handed_on_while_no_task_holds_the_partition_come_again_before_any_buffered_behind_them():
+    # Between a revocation and the next assignment the agent is handed records (0-4) that no task
+    # takes; with nothing committed, the next task took the first record it saw, a buffered later
+    # one (5), and refused 0-4 when the fetch from the start brought them again: a transfer's first
+    # reply was never processed and the transfer stayed INITIATED.
+    import asyncio
+    from faust.types import TP as FaustTP
+    txns, task = transactions_with(FakeProducer())
+    txns._init = lambda agent, partition: FakeProducer()
+    txns._committed = lambda wanted: {("bank.accounts.commands", 2): None}
+    tp = FaustTP("bank.accounts.commands", 2)
+
+    async def revoked_then_assigned():
+        await txns.on_revoked({tp})
+        for offset in range(5):
+            assert not txns.accepts("process_account_commands", "bank.accounts.commands", 2, offset)
+        await txns.on_assigned({tp})
+    asyncio.run(revoked_then_assigned())
+    assert not txns.accepts("process_account_commands", "bank.accounts.commands", 2, 5)
+    assert [txns.accepts("process_account_commands", "bank.accounts.commands", 2, offset)
+            for offset in range(6)] == [True] * 6
