@@ -181,7 +181,6 @@ class TransactionalConsumer(AIOKafkaDriverConsumer):
     Records a seek overtook are not handed on (SeekFence)."""
 
     seek_fence: SeekFence
-    _fetched_at: int | None = None
 
     def __init__(self, *args, **kwargs) -> None:
         self.seek_fence = SeekFence()
@@ -195,13 +194,49 @@ class TransactionalConsumer(AIOKafkaDriverConsumer):
         thread = self._thread
         await thread.call_thread(_call, thread.seek, partition, offset)
 
-    async def _wait_next_records(self, timeout):
-        records, active_partitions = await super()._wait_next_records(timeout)
-        self._fetched_at = getattr(records, "fetched_at", None)
-        return records, active_partitions
+    async def getmany(self, timeout: float):
+        """Faust's `getmany` (one fetch, handed on record by record), without its ways of skipping records.
 
-    def getmany(self, timeout: float):
-        return not_overtaken(super().getmany(timeout), self.seek_fence, lambda: self._fetched_at, self._read_offset)
+        Faust checks, before each record, that its partition is still active, against the live set
+        that pausing changes: a partition paused meanwhile (recovery pauses the sources at its start)
+        lost the rest of the fetch without a seek, so a partition with nothing committed never read
+        them again (a transfer's debit replies, the transfer left INITIATED). Such records are held
+        back, and the partition is sought back to the first of them. Records a seek overtook are
+        not handed on (SeekFence); a rebalance meanwhile ends the fetch, as in Faust: it positions
+        every partition again.
+        """
+        records, active_partitions = await self._wait_next_records(timeout)
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:  # as Faust does
+            try:
+                await self.perform_seek()
+            except Exception as exc:
+                self.log.warning(f"exception performing seek when flow not active {exc}")
+            return
+        generation_id = self.app.consumer_generation_id
+        fetched_at = getattr(records, "fetched_at", None)
+        held_back: dict = {}  # tp → the first offset of the fetch not handed on because it was paused
+        async for tp, message in not_overtaken(self._handed_on(records, active_partitions, generation_id, held_back),
+                                               self.seek_fence, lambda: fetched_at, self._read_offset):
+            yield tp, message
+        if not self.flow_active or self.app.consumer_generation_id != generation_id:
+            return  # a rebalance positions every partition again
+        assigned = self.assignment()
+        for tp, offset in held_back.items():
+            if tp in assigned and not self.seek_fence.overtaken(tp, fetched_at):
+                await self.seek(tp, offset)
+
+    async def _handed_on(self, records, active_partitions, generation_id: int, held_back: dict):
+        for tp, record in self.scheduler.iterate(records):
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                return
+            if tp in held_back or not (active_partitions is None or tp in active_partitions
+                                       or tp in self._buffered_partitions):
+                held_back.setdefault(tp, record.offset)  # and the rest of it, to keep the order
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            yield tp, self._to_message(tp, record)
 
     async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
         self._committed_offset.update(offsets)

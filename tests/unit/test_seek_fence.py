@@ -112,3 +112,68 @@ def test_given_a_fetch_without_a_tick_then_nothing_is_overtaken():
     fence = SeekFence()
     fence.sought({TP0: 3})
     assert not fence.overtaken(TP0, None)
+
+
+class PausingConsumer:
+    """What Faust's and our `getmany` read of the consumer: one fetch of TP0 (offsets), TP0 paused once
+    the record `pause_after` is handed on (as recovery pauses the sources at its start)."""
+
+    def __init__(self, offsets: list[int], pause_after: int):
+        from streams.worker.app import Fetched, TransactionalConsumer
+        self.seek_fence = SeekFence()
+        records = Fetched({TP0: [SimpleNamespace(offset=o) for o in offsets]})
+        records.fetched_at = self.seek_fence.fetched()
+        self.records, self.pause_after = records, pause_after
+        self.active = {TP0}
+        self.should_stop, self.flow_active = False, True
+        self._buffered_partitions = set()
+        self._read_offset = defaultdict(lambda: None)
+        self.app = SimpleNamespace(consumer_generation_id=1, monitor=SimpleNamespace(track_tp_end_offset=lambda tp, hw: None))
+        self.scheduler = SimpleNamespace(iterate=lambda records: ((tp, r) for tp, rs in records.items() for r in rs))
+        self.sought: list[tuple] = []
+        self._handed_on = lambda *args: TransactionalConsumer._handed_on(self, *args)
+
+    async def _wait_next_records(self, timeout):
+        return self.records, self.active
+
+    def highwater(self, tp):
+        return 100
+
+    def _to_message(self, tp, record):
+        return record
+
+    def assignment(self):
+        return {TP0}
+
+    async def seek(self, tp, offset):
+        self.sought.append((tp, offset))
+
+    def hand_on(self, getmany) -> list[int]:
+        async def run():
+            handed = []
+            async for tp, message in getmany(self, 1.0):
+                handed.append(message.offset)
+                if message.offset == self.pause_after:
+                    self.active.discard(tp)
+            return handed
+        return asyncio.run(run())
+
+
+def test_given_a_partition_paused_while_its_fetch_is_handed_on_then_faust_drops_the_rest_without_a_seek():
+    consumer = PausingConsumer([0, 1, 4, 5, 6], pause_after=1)
+    assert consumer.hand_on(FaustConsumer.getmany) == [0, 1]
+    assert consumer.sought == []  # with nothing committed, 4-6 are never read again
+
+
+def test_given_a_partition_paused_while_its_fetch_is_handed_on_then_it_is_sought_back_to_the_first_held_back():
+    from streams.worker.app import TransactionalConsumer
+    consumer = PausingConsumer([0, 1, 4, 5, 6], pause_after=1)
+    assert consumer.hand_on(TransactionalConsumer.getmany) == [0, 1]
+    assert consumer.sought == [(TP0, 4)]
+
+
+def test_given_no_pause_then_our_getmany_hands_on_the_whole_fetch_and_seeks_nothing():
+    from streams.worker.app import TransactionalConsumer
+    consumer = PausingConsumer([0, 1, 4, 5, 6], pause_after=-1)
+    assert consumer.hand_on(TransactionalConsumer.getmany) == [0, 1, 4, 5, 6]
+    assert consumer.sought == []
