@@ -26,7 +26,7 @@ demo: $(STAMP)
 ## the Schema Registry (built once with Maven, cached in .bank/registry/app like the Kafka jars)
 test: $(STAMP) $(CHROMIUM)
 	BANK_REGISTRY_APP=$${BANK_REGISTRY_APP:-$(CURDIR)/.bank/registry/app} $(BIN)/bank registry build
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=15
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq

@@ -30,14 +30,6 @@ from streams.domain.transfers import TransferMoney
 from streams.contract.jsonio import new_id
 from streams.dev.traffic import Ledger, resend_unanswered, transfer_storm
 
-#: The fault tests that still find issue 12's open gap: records skipped or left unprocessed after a
-#: rebalance, in about one run in two to three. Not strict, so each run still reports XPASS or XFAIL
-#: with its violations; remove when the gap is closed.
-ISSUE_12_OPEN_GAP = pytest.mark.xfail(strict=False, reason=(
-    "issue 12 open: after rebalances a partition can stop being processed, or records be committed past "
-    "unprocessed (seen: transfers INITIATED after a restart from Kafka alone in a clean make test; a view not "
-    "showing its deposit; 419 deposits not in effect under churn)"))
-
 # Ports of their own, so the session broker and its workers are not disturbed: derived from the
 # session's so that parallel test sessions given distinct base ports stay apart. With the default 9092:
 # 9102 (controller 19102) and 9292-9294 (controllers 19292-19294), clear of test_kafka_local's 19192

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import Worker
-from faults import (ISSUE_12_OPEN_GAP, EXTRA_WORKER_PORT, FAULTS_KAFKA_PORT, bank_verify, during, money_storm, own_kafka, own_workers,
+from faults import (EXTRA_WORKER_PORT, FAULTS_KAFKA_PORT, bank_verify, during, money_storm, own_kafka, own_workers,
                     quiesce, settle)
 from outside import (EVENT_TOPICS, OUTCOMES, OutcomeTail, Summary, check_account_views, check_command_views,
                      check_transfers, fold, one_outcome_each, outcomes_in, read_committed)
@@ -30,7 +30,6 @@ JOIN_PATIENCE = 30.0  # how long a joiner may take to answer /health before it i
 
 
 @pytest.mark.faults
-@ISSUE_12_OPEN_GAP
 @pytest.mark.timeout(420)
 def test_a_worker_joining_and_leaving_every_few_seconds_loses_and_doubles_nothing(tmp_path):
     summary = Summary("rebalance churn (a third worker joins, leaves by SIGTERM / SIGKILL in turn)")

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from conftest import Worker, wait_until_serving
-from faults import ISSUE_12_OPEN_GAP, OWN_WORKER_PORTS, RESTART_KAFKA_PORT, bank_verify, own_kafka
+from faults import OWN_WORKER_PORTS, RESTART_KAFKA_PORT, bank_verify, own_kafka
 from streams.contract import topics
 from streams.contract.avro import Codec
 from streams.client import BankClient, OutcomeReader
@@ -67,7 +67,6 @@ def wait_for(condition, timeout: float, what: str):
 
 
 @pytest.mark.timeout(400)
-@ISSUE_12_OPEN_GAP
 def test_a_worker_held_before_its_commit_while_its_partitions_move_writes_nothing_anyone_reads(tmp_path):
     hold = tmp_path / "hold"
     with own_kafka(tmp_path / "home", brokers=1, base_port=RESTART_KAFKA_PORT) as settings:

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import pytest
 
-from faults import (ISSUE_12_OPEN_GAP, FAULTS_KAFKA_PORT, bank_verify, during, health_of, money_storm, own_kafka, own_workers,
+from faults import (FAULTS_KAFKA_PORT, bank_verify, during, health_of, money_storm, own_kafka, own_workers,
                     quiesce, restart_from_kafka_alone, settle)
 from outside import (EVENT_TOPICS, OUTCOMES, OutcomeTail, Summary, check_account_views, check_transfers, fold,
                      one_outcome_each, outcomes_in, read_committed)
@@ -36,7 +36,6 @@ FINAL_DEPOSIT = Decimal("1.00")
 
 
 @pytest.mark.faults
-@ISSUE_12_OPEN_GAP
 @pytest.mark.timeout(420)
 def test_a_worker_frozen_past_its_session_timeout_and_woken_writes_nothing_twice(tmp_path):
     summary = Summary("zombie (SIGSTOP past the session timeout, SIGCONT)")
