@@ -160,11 +160,23 @@ class ReadCommittedThread(AIOKafkaConsumerThread):
         return await self.call_thread(self._seek_to_committed)
 
     async def _seek_to_committed(self):
-        # aiokafka's own awaits between its seeks: here every committed offset is read first, then
-        # all are sought at once, so no fetch falls between a seek and its tick.
+        """Faust's seek of the sources to their committed offsets after recovery, for every source
+        partition: one with nothing committed goes back to its first record.
+
+        Faust's flow control clears the streams' queues each time it resumes (mode's
+        FlowControlEvent.resume), the last time right after this seek. Records of a partition with
+        nothing committed that were handed on before it were cleared with no seek to bring them back:
+        the first replies of a partition were never processed. aiokafka's own version also awaits
+        between its seeks; here every offset is read first, then all are sought at once, so no fetch
+        falls between a seek and its tick.
+        """
         consumer = self._ensure_consumer()
         committed = {tp: await consumer.committed(tp) for tp in consumer.assignment()}
+        unstarted = [tp for tp, offset in committed.items()
+                     if (offset is None or offset < 0) and not self.consumer._is_changelog_tp(tp)]
         sought = {tp: offset for tp, offset in committed.items() if offset and offset > 0}
+        if unstarted:
+            sought.update(await consumer.beginning_offsets(unstarted))
         for tp, offset in sought.items():
             consumer._fetcher.seek_to(tp, offset)
         self.consumer.seek_fence.sought(sought)

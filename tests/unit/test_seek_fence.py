@@ -177,3 +177,50 @@ def test_given_no_pause_then_our_getmany_hands_on_the_whole_fetch_and_seeks_noth
     consumer = PausingConsumer([0, 1, 4, 5, 6], pause_after=-1)
     assert consumer.hand_on(TransactionalConsumer.getmany) == [0, 1, 4, 5, 6]
     assert consumer.sought == []
+
+
+def test_given_faust_flow_control_resumes_then_the_records_waiting_in_the_streams_queues_are_gone():
+    # The lead, on mode's own code: Faust resumes its flow control right after seeking the sources to
+    # their committed offsets, and every resume clears the streams' queues.
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    async def run():
+        flow = FlowControlEvent()
+        queue = FlowControlQueue(maxsize=10, flow_control=flow, clear_on_resume=True)
+        for offset in range(3):
+            queue.put_nowait(offset)
+        flow.resume()
+        return queue.qsize()
+    assert asyncio.run(run()) == 0
+
+
+class CommittedConsumer:
+    """An AIOKafkaConsumer as `_seek_to_committed` reads it."""
+
+    def __init__(self, committed: dict, beginnings: dict):
+        self._committed, self._beginnings = committed, beginnings
+        self.sought: dict = {}
+        self._fetcher = SimpleNamespace(seek_to=lambda tp, offset: self.sought.__setitem__(tp, offset))
+
+    def assignment(self):
+        return set(self._committed)
+
+    async def committed(self, tp):
+        return self._committed[tp]
+
+    async def beginning_offsets(self, tps):
+        return {tp: self._beginnings[tp] for tp in tps}
+
+
+def test_given_a_source_with_nothing_committed_then_the_seek_to_committed_takes_it_back_to_its_first_record():
+    from streams.worker.app import ReadCommittedThread
+    commands, replies, changelog = TP("bank.accounts.commands", 2), TP("bank.transfers.replies", 2), TP0
+    consumer = CommittedConsumer({commands: 40, replies: None, changelog: None}, {replies: 0, changelog: 0})
+    fence = SeekFence()
+    thread = SimpleNamespace(_ensure_consumer=lambda: consumer, consumer=SimpleNamespace(
+        seek_fence=fence, _is_changelog_tp=lambda tp: tp.topic.endswith("changelog")))
+    before = fence.fetched()
+    committed = asyncio.run(ReadCommittedThread._seek_to_committed(thread))
+    assert committed == {commands: 40, replies: None, changelog: None}
+    assert consumer.sought == {commands: 40, replies: 0}  # the changelog is recovery's to seek
+    assert fence.overtaken(replies, before) and not fence.overtaken(changelog, before)
