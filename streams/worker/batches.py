@@ -1,4 +1,4 @@
-"""Agents take their records in batches (Faust's `take_events`) and write their tables once per batch.
+"""Agents take their records in batches (`take_batches`) and write their tables once per batch.
 
 Why: per record, a Faust table write costs a changelog future, a hop through Faust's producer
 buffer, a delivery callback and a RocksDB write of the persisted offset; per record, an agent's
@@ -16,8 +16,10 @@ Two things change with batches, both handled here:
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Callable, Iterator, MutableMapping
 
+from mode.utils.futures import maybe_async
 from rocksdict import WriteBatch
 
 from ..services.handling import Outgoing
@@ -140,3 +142,55 @@ def coalesce(records: list[Outgoing]) -> list[Outgoing]:
     if not last:
         return records
     return [r for i, r in enumerate(records) if r.latest_of is None or last[(r.topic, r.latest_of)] == i]
+
+
+async def take_batches(stream, max_events: int, linger_s: float):
+    """The records waiting for an agent, in batches of at most `max_events`: as soon as one record
+    waits, what is queued behind it, after `linger_s` for more to arrive.
+
+    Why not Faust's `take_events`: it runs every record through the stream's iterator (sensors, a
+    context variable, an await and an ack each) and a buffering processor, and fills its buffer for a
+    fixed window after each batch while nothing accumulates during the batch itself. Here a batch
+    is what arrived during the last one (under load, large batches and few transactions; when quiet,
+    no waiting beyond `linger_s`).
+
+    Kept from Faust's stream: records fetched before a rebalance (another consumer generation) or
+    while flow control is suspended are skipped, and a record counts as unacked (consumer.unacked,
+    which the revocation and the stall detector wait on) from being taken until its batch ends.
+    """
+    app = stream.app
+    consumer = app.consumer
+    flow = app.flow_control
+    queue = aiter(stream.channel).queue  # aiter subscribes the agent's channel to its topics
+    unacked = consumer.unacked
+    acking_topics = app.topics.acking_topics
+    processors = stream._processors  # none in a worker; Faust's test context records values with one
+    while True:
+        try:
+            events = [await queue.get()]
+        except StopAsyncIteration:  # the stream stopped (thrown into its channel): as Faust's iterator ends
+            return
+        if linger_s and queue.qsize() + 1 < max_events:
+            await asyncio.sleep(linger_s)
+        while len(events) < max_events and not queue.empty():
+            events.append(queue.get_nowait())
+        generation, active = app.consumer_generation_id, flow.is_active()
+        taken = []
+        for event in events:
+            message = event.message
+            if not active or message.generation_id != generation:
+                message.ack(consumer)  # as Faust's stream does: dropped, and nothing waits for it
+                continue
+            if not message.tracked and message.topic in acking_topics:
+                message.tracked = True
+                unacked.add(message)
+            taken.append(event)
+            for processor in processors:
+                await maybe_async(processor(event.value))
+        if not taken:
+            continue
+        try:
+            yield taken
+        finally:
+            for event in taken:
+                event.message.ack(consumer)

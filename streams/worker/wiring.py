@@ -19,7 +19,7 @@ from ..services.handling import KeyPrefixed, Origin
 from ..services.privacy import KeyStore
 from ..http.api import register_routes
 from .app import end_recovery_past_markers, fence_before_recovery, rejoin_group, skip_untracked_changelog_events
-from .batches import BatchedTable
+from .batches import BatchedTable, take_batches
 from .liveness import watch as watch_for_stalls
 from .metrics import instrument
 from .pipeline import Batch, Emitter, LocalSink, Pipeline, Sink
@@ -127,7 +127,7 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
                             key_serializer="raw", value_serializer="raw")  # co-partitioned: same key, same count
 
         async def agent(stream):
-            async for events in stream.take_events(settings.batch_max, settings.batch_ms / 1000.0):
+            async for events in take_batches(stream, settings.batch_max, settings.batch_ms / 1000.0):
                 await batch.run(events)
         agent.__name__, agent.__qualname__, agent.__doc__ = spec.agent, f"wire.<locals>.{spec.agent}", spec.doc
         pipeline.agents[spec.agent] = app.agent(channel, concurrency=1)(agent)
