@@ -9,6 +9,7 @@ from collections import Counter
 
 import faust
 from faust.tables.recovery import RebalanceAgain
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer as AIOKafkaDriverConsumer
 
 from ..config import Settings
@@ -205,6 +206,64 @@ class TransactionalConsumer(AIOKafkaDriverConsumer):
         # On the consumer's thread, like every other seek, so its tick orders it against the fetches.
         thread = self._thread
         await thread.call_thread(_call, thread.seek, partition, offset)
+
+    async def _drain_messages(self, fetcher) -> None:
+        """Faust's fetch loop (`Consumer._drain_messages`), handing each record on with a plain await.
+
+        Faust hands each record on through `wait_first(callback, suspend_flow.wait())`: four tasks per
+        record, a quarter of a worker's CPU, to abandon a hand-on that blocks when the consumer is
+        suspended. The hand-on blocks only on a full stream queue or suspended flow control, so that
+        race is kept for a suspended consumer alone. Faust's gap bookkeeping and read offsets are kept.
+        """
+        callback = self.callback
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        suspend_flow = self.suspend_flow
+        commit_every = self._commit_every
+        set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
+        since_yield = 0
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                records = self.getmany(timeout=1.0)
+                await self.sleep(0)
+                if self.should_stop:
+                    continue
+                async for tp, message in records:
+                    since_yield += 1
+                    if since_yield > 100:  # as Faust: let the loop breathe on long fetches
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    offset = message.offset
+                    r_offset = read_offset.get(tp)
+                    if r_offset is not None and offset < r_offset:
+                        continue  # read already (Faust drops it the same way)
+                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)  # transaction markers
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()  # only trims Faust's ack bookkeeping (_commit_offsets)
+                    if suspend_flow.is_set():
+                        await self.wait_first(callback(message), suspend_flow.wait())
+                    else:
+                        await callback(message)
+                    read_offset[tp] = offset
+                unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
 
     async def getmany(self, timeout: float):
         """Faust's `getmany` (one fetch, handed on record by record), without its ways of skipping records.
