@@ -28,6 +28,17 @@ from .view_agent import ViewAgent
 log = logging.getLogger(__name__)
 
 
+class RawBytes(faust.Schema):
+    """Keys and values as the broker gave them, for the services decode them (Avro) themselves: what
+    Faust's "raw" serializer returns, without its codec registry's lookups for every record."""
+
+    def loads_key(self, app, message, *, loads=None, serializer=None):
+        return message.key
+
+    def loads_value(self, app, message, *, loads=None, serializer=None):
+        return message.value
+
+
 def _table(app: faust.App, name: str, settings: Settings, help: str) -> faust.Table:
     # key_type=bytes makes Faust use the raw serializer: str keys are written as plain UTF-8 and
     # partition exactly like the command and event topics (str would mean JSON, quoting the keys
@@ -123,8 +134,8 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
                                 pending=writers[spec.pending.name] if spec.pending is not None else None, **hooks)
 
     def declare_agent(spec: topology.Processor | topology.View, batch: Batch):
-        channel = app.topic(*(source.name for source in spec.agent_sources), key_type=bytes, value_type=bytes,
-                            key_serializer="raw", value_serializer="raw")  # co-partitioned: same key, same count
+        channel = app.topic(*(source.name for source in spec.agent_sources), schema=RawBytes(key_type=bytes,
+                            value_type=bytes, key_serializer="raw", value_serializer="raw"))  # co-partitioned
 
         async def agent(stream):
             async for events in take_batches(stream, settings.batch_max, settings.batch_ms / 1000.0):
