@@ -192,13 +192,14 @@ class Api:
         return get
 
     async def wait_for(self, table: str, key: str, wait: float, accept=lambda data: data,
-                       wake: tuple[str, str] | None = None):
+                       wake: tuple[str, str] | None = None, read=None):
         """Waits up to `wait` seconds for this worker's view entry at `key` to be accepted (`accept(bytes)`
         not None), woken by its agent's writes (of `wake`: (view table, record key), default (table, key)):
-        (what `accept` returned, True), or (the entry's bytes or None, False) when the wait ran out."""
+        (what `accept` returned, True), or (the entry's bytes or None, False) when the wait ran out.
+        `read()`, when given, reads the entry in place of the view."""
         deadline = time.monotonic() + wait
         while True:
-            data = self.pipeline.view(table).get(key)
+            data = read() if read is not None else self.pipeline.view(table).get(key)
             found = accept(data) if data is not None else None
             if found is not None:
                 return found, True
@@ -225,7 +226,11 @@ class Api:
         return json_response(body, 202 if outcome["status"] == PENDING else 200)
 
     async def outcome_of(self, command_id: str, wait: float) -> dict:
-        """The outcome as GET /api/commands/{id} gives it, from whichever worker owns it."""
+        """The outcome as GET /api/commands/{id} gives it: from this worker's processors if one committed
+        it, else from whichever worker owns it in the outcome view."""
+        committed_here = self.pipeline.recent_outcomes.get(command_id)
+        if committed_here is not None:
+            return self._outcome_json(committed_here)
         if self._owns("command_to_outcome", command_id):
             outcome, _ = await self._local_outcome(command_id, wait)
             return outcome
@@ -238,10 +243,13 @@ class Api:
             pass
         return {"command_id": command_id, "status": PENDING}
 
+    def _outcome_json(self, data: bytes) -> dict:
+        return {k: v for k, v in to_plain(self.codec.decode(data)).items() if v is not None}
+
     async def _local_outcome(self, command_id: str, wait: float):
-        def known(data: bytes) -> dict:
-            return {k: v for k, v in to_plain(self.codec.decode(data)).items() if v is not None}
-        outcome, found = await self.wait_for("command_to_outcome", command_id, wait, known)
+        recent, view = self.pipeline.recent_outcomes, self.pipeline.view
+        outcome, found = await self.wait_for("command_to_outcome", command_id, wait, self._outcome_json,
+                                             read=lambda: recent.get(command_id) or view("command_to_outcome").get(command_id))
         return (outcome, True) if found else ({"command_id": command_id, "status": PENDING}, False)
 
     async def create_customer(self, request):

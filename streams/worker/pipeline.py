@@ -14,6 +14,7 @@ from ..config import Settings
 from ..contract.avro import Codec
 from ..kafka.transactions import PartitionEffects
 from ..services.generations import ServedGenerations, prefix
+from ..contract import topics
 from ..topology import VIEW_OF_TABLE
 from ..services.handling import KeyPrefixed, Origin, Outgoing
 from .batches import BatchedTable, coalesce
@@ -71,6 +72,25 @@ class ViewWaiters:
                 waiting.remove(future)
 
 
+class RecentOutcomes:
+    """The outcomes this worker's processors committed lately, by command id. A POST's `?wait=` answers
+    from them once the command's own transaction committed, not a hop and a transaction later when the
+    outcome view has it. Bounded: the view keeps every outcome."""
+
+    def __init__(self, size: int = 50_000):
+        self.size = size
+        self._by_command: dict[str, bytes] = {}
+
+    def add(self, command_id: str, value: bytes) -> None:
+        by_command = self._by_command
+        by_command[command_id] = value
+        if len(by_command) > self.size:
+            del by_command[next(iter(by_command))]  # the oldest
+
+    def get(self, command_id: str) -> bytes | None:
+        return self._by_command.get(command_id)
+
+
 @dataclass
 class Pipeline:
     """Everything `wire` declared, for the web views, the CLI and the tests."""
@@ -87,6 +107,7 @@ class Pipeline:
     generations: ServedGenerations = field(default_factory=ServedGenerations)  # which view generation is served
     writers: dict[str, "BatchedTable"] = field(default_factory=dict)  # the agents' side of `tables`
     handled: Counter = field(default_factory=Counter)  # agent → records handled (tests wait on it)
+    recent_outcomes: RecentOutcomes = field(default_factory=RecentOutcomes)
     #: Told of an unexpected error in a batch before it propagates (the worker stops at once: see Batch.run).
     on_batch_failure: Callable[[str, BaseException], None] | None = None
 
@@ -94,6 +115,10 @@ class Pipeline:
         """A view table as the API reads it: the serving generation's entries, by their bare keys."""
         generation = self.generations.serving(VIEW_OF_TABLE[table])
         return self.tables[table] if generation == 0 else KeyPrefixed(self.tables[table], prefix(generation))
+
+
+OUTCOMES = topics.COMMAND_OUTCOMES.name
+OUTCOME_TABLE = "command_to_outcome"  # the outcome view's table: its waiters are the `?wait=` of POSTs
 
 
 def key_text(event) -> str:
@@ -106,7 +131,7 @@ class Batch:
     offsets committed together (the sink); then the committed writes applied to local state."""
 
     def __init__(self, pipeline: "Pipeline", agent: str, handle, written: list[BatchedTable], sink: Sink,
-                 view: str | None = None):
+                 view: str | None = None, answers: bool = False):
         self.pipeline = pipeline
         self.agent = agent
         self.handle = handle
@@ -114,6 +139,7 @@ class Batch:
         self.written = written
         self.sink = sink
         self.view = view  # the view table whose waiters (`?wait=`) hear of each key
+        self.answers = answers  # a processor: the outcomes it commits answer `?wait=` (RecentOutcomes)
 
     async def run(self, events) -> None:
         try:
@@ -160,6 +186,13 @@ class Batch:
                 if entries:
                     table.apply(effect.partition, entries, effect.changelog_offsets.get(changelog))
         pipeline.handled[agent] += len(events)
+        if self.answers:
+            recent, notify = pipeline.recent_outcomes, pipeline.waiters.notify
+            for effect in committed:
+                for record in effect.records:
+                    if record.topic == OUTCOMES and record.value is not None:
+                        recent.add(record.key, record.value)
+                        notify(OUTCOME_TABLE, record.key)
         if self.view is not None:
             notify = pipeline.waiters.notify
             for effect in committed:

@@ -149,7 +149,7 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
     processors = []
     for spec in topology.PROCESSORS:
         processors.append(processor(spec))
-        declare_agent(spec, Batch(pipeline, spec.agent, processors[-1].process, written(spec), sink))
+        declare_agent(spec, Batch(pipeline, spec.agent, processors[-1].process, written(spec), sink, answers=True))
     for spec in topology.VIEWS:
         projection = ViewAgent(spec.name, writers, pipeline.generations, codec, settings,
                                lambda table, spec=spec: spec.projector(codec, table))
