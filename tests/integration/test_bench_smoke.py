@@ -100,8 +100,13 @@ def test_deposits_with_every_baseline(bench_env):
 
 @pytest.mark.timeout(900)  # every peer, each starting its own JVM or venv process
 def test_latency_with_every_peer(bench_env):
-    """Two fixed rates with every peer: counts per phase, a p99 ratio per peer and rate."""
+    """Two fixed rates, streambank and every peer: counts per phase, a p99 ratio per peer and rate."""
     run = bench(bench_env, "latency", "--count", "30", "--accounts", "3", "--rates", "50,100")
+    phases = run["streambank"]
+    assert [p["rate_target_per_s"] for p in phases] == [50.0, 100.0]
+    for phase in phases:
+        assert phase["commands"] == phase["accepted"] == phase["events"] == phase["latency"]["count"] == 30
+    assert Decimal(phases[-1]["balance_total"]) == Decimal("60.00")
     for name in ("plain_loop",) + PEERS:
         phases = run["baselines"][name]
         assert [p["rate_target_per_s"] for p in phases] == [50.0, 100.0]
@@ -126,15 +131,6 @@ def test_transfers(bench_env):
     assert set(phase["states"]) <= {"COMPLETED", "FAILED", "REFUNDED"}
     assert phase["outcomes"].get("TransferMoney/ACCEPTED") == 40
     assert Decimal(phase["balance_total"]) == Decimal(phase["expected_balance_total"]) == Decimal("5000.00")
-
-
-def test_latency_at_fixed_rates(bench_env):
-    run = bench(bench_env, "latency", "--count", "30", "--accounts", "3", "--rates", "50,100", "--no-baselines")
-    phases = run["streambank"]
-    assert [p["rate_target_per_s"] for p in phases] == [50.0, 100.0]
-    for phase in phases:
-        assert phase["commands"] == phase["accepted"] == phase["events"] == phase["latency"]["count"] == 30
-    assert Decimal(phases[-1]["balance_total"]) == Decimal("60.00")
 
 
 def test_replay(bench_env):
