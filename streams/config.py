@@ -21,8 +21,8 @@ class Settings:
     linger_ms: int = 5
     #: Agents take up to this many records at a time (streams.worker.batches.take_batches) ...
     batch_max: int = 2000
-    #: ... letting a batch fill this long after its first record: the latency a quiet pipeline pays
-    #: per hop, for fewer and fuller transactions under load.
+    #: ... each batch starting at least this long after the one before (Kafka Streams' commit interval):
+    #: a record coming to an idle agent is taken at once; under load, fewer and fuller transactions.
     batch_ms: float = 5.0
     #: The secret of the emails' keyed hash (streams.services.privacy); the default is for development only.
     email_hash_key: bytes = b"streambank-dev-email-hash-key"

@@ -17,6 +17,7 @@ Two things change with batches, both handled here:
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Callable, Iterator, MutableMapping
 
 from mode.utils.futures import maybe_async
@@ -144,15 +145,18 @@ def coalesce(records: list[Outgoing]) -> list[Outgoing]:
     return [r for i, r in enumerate(records) if r.latest_of is None or last[(r.topic, r.latest_of)] == i]
 
 
-async def take_batches(stream, max_events: int, linger_s: float):
-    """The records waiting for an agent, in batches of at most `max_events`: as soon as one record
-    waits, what is queued behind it, after `linger_s` for more to arrive.
+async def take_batches(stream, max_events: int, interval_s: float):
+    """The records waiting for an agent, in batches of at most `max_events`, each batch starting at
+    least `interval_s` after the one before (as Kafka Streams commits every commit.interval.ms).
+
+    So a record that comes when the agent has been idle that long is taken at once, and under load
+    records gather for `interval_s`: each batch is one transaction per input partition, so this
+    bounds the transactions per second whatever the rate, where taking records as they come made
+    many tiny transactions at moderate rates and fell behind.
 
     Why not Faust's `take_events`: it runs every record through the stream's iterator (sensors, a
     context variable, an await and an ack each) and a buffering processor, and fills its buffer for a
-    fixed window after each batch while nothing accumulates during the batch itself. Here a batch
-    is what arrived during the last one (under load, large batches and few transactions; when quiet,
-    no waiting beyond `linger_s`).
+    fixed window after each batch while nothing accumulates during the batch itself.
 
     Kept from Faust's stream: records fetched before a rebalance (another consumer generation) or
     while flow control is suspended are skipped, and a record counts as unacked (consumer.unacked,
@@ -165,13 +169,16 @@ async def take_batches(stream, max_events: int, linger_s: float):
     unacked = consumer.unacked
     acking_topics = app.topics.acking_topics
     processors = stream._processors  # none in a worker; Faust's test context records values with one
+    started = float("-inf")
     while True:
         try:
             events = [await queue.get()]
         except StopAsyncIteration:  # the stream stopped (thrown into its channel): as Faust's iterator ends
             return
-        if linger_s and queue.qsize() + 1 < max_events:
-            await asyncio.sleep(linger_s)
+        wait = started + interval_s - time.monotonic()
+        if wait > 0 and queue.qsize() + 1 < max_events:
+            await asyncio.sleep(wait)
+        started = time.monotonic()
         while len(events) < max_events and not queue.empty():
             events.append(queue.get_nowait())
         generation, active = app.consumer_generation_id, flow.is_active()
