@@ -13,7 +13,9 @@ from pathlib import Path
 from streams.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = sorted(p for folder in ("streams", "bench") for p in (REPO / folder).rglob("*.py"))
+#: The project's own files: not the peers' environments (bench/peers/quix/.venv, made by a bench run).
+SOURCES = sorted(p for folder in ("streams", "bench") for p in (REPO / folder).rglob("*.py")
+                 if ".venv" not in p.relative_to(REPO).parts)
 
 
 def consumer_calls(path: Path) -> list[ast.Call]:
