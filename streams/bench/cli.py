@@ -13,16 +13,14 @@ import click
 from ..config import Settings
 
 
-def _options(f):
+def _common_options(f):
+    """The options of every workload run through `_run`; `_options` adds the baselines' and peers'."""
     f = click.option("--count", type=int, default=None, help="Commands (replay: events) per run.")(f)
     f = click.option("--accounts", type=int, default=None, help="Accounts the work is spread over.")(f)
     f = click.option("--workers", type=click.IntRange(1, 2), default=1, show_default=True,
                      help="Worker processes.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object (no progress bars).")(f)
     f = click.option("--quiet", is_flag=True, help="No progress bars on stderr (none when stderr is not a terminal).")(f)
-    f = click.option("--no-baselines", is_flag=True, help="Skip the same-run baselines.")(f)
-    f = click.option("--baseline-count", type=int, default=None,
-                     help="Records for the Kafka tools and the bare loop (default: the larger of --count and 20000).")(f)
     f = click.option("--repeat", type=int, default=1, show_default=True,
                      help="Runs; the summary gives the median of each figure.")(f)
     f = click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -35,6 +33,16 @@ def _options(f):
     f = click.option("--formats", default=None, metavar="LIST",
                      help="Record formats to compare in this run, e.g. single-object,confluent (interleaved within "
                           "each repeat; confluent needs BANK_SCHEMA_REGISTRY_URL). Default: $BANK_RECORD_FORMAT.")(f)
+    f = click.option("--timeout", type=float, default=300.0, show_default=True,
+                     help="Seconds to wait for the effects of one phase.")(f)
+    return f
+
+
+def _options(f):
+    f = _common_options(f)
+    f = click.option("--no-baselines", is_flag=True, help="Skip the same-run baselines.")(f)
+    f = click.option("--baseline-count", type=int, default=None,
+                     help="Records for the Kafka tools and the bare loop (default: the larger of --count and 20000).")(f)
     f = click.option("--no-kstreams", is_flag=True,
                      help="Skip both Kafka Streams peers (bench/peers/kstreams; built with Maven on first use).")(f)
     f = click.option("--no-kstreams-simple", is_flag=True,
@@ -43,8 +51,6 @@ def _options(f):
                      help="Skip the Kafka Streams peer with streambank's topology (PipelinePeer, exactly_once_v2).")(f)
     f = click.option("--no-quix", is_flag=True,
                      help="Skip the Quix Streams peer (bench/peers/quix; its own venv, made on first use).")(f)
-    f = click.option("--timeout", type=float, default=300.0, show_default=True,
-                     help="Seconds to wait for the effects of one phase.")(f)
     return f
 
 
