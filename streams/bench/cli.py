@@ -1,4 +1,4 @@
-"""`bank bench deposits|transfers|latency|replay|memory|soak`: see bench/README.md."""
+"""`bank bench deposits|transfers|latency|http|replay|memory|soak`: see bench/README.md."""
 from __future__ import annotations
 
 import contextlib
@@ -54,7 +54,7 @@ def _options(f):
     return f
 
 
-DEFAULTS = {"deposits": (5_000, 500), "transfers": (2_000, 500), "latency": (2_000, 500),
+DEFAULTS = {"deposits": (5_000, 500), "transfers": (2_000, 500), "latency": (2_000, 500), "http": (2_000, 16),
             "replay": (50_000, 1_000), "memory": (0, 1_000_000)}
 
 
@@ -87,10 +87,11 @@ def _run(workload: str, count, accounts, workers, as_json, no_baselines, baselin
          quiet=False, formats=None, **extra):
     from ..cli import progress
     from .report import machine, summarize, text_report
+    from .http_loop import http
     from .memory import memory
     from .workloads import WORKLOADS, Options
 
-    WORKLOADS = {**WORKLOADS, "memory": memory}
+    WORKLOADS = {**WORKLOADS, "memory": memory, "http": http}
 
     if as_json or quiet:
         progress.disable()
@@ -162,6 +163,25 @@ def transfers(**kw):
 def latency(rates, fractions, **kw):
     _run("latency", rates=tuple(float(r) for r in rates.split(",") if r.strip()),
          fractions=tuple(float(f) for f in fractions.split(",") if f.strip()), **kw)
+
+
+@bench.command(help="HTTP: --users users in a closed loop against the workers' HTTP API, each depositing 1.00 on "
+                    "accounts of its own with POST /api/accounts/{id}/deposits?wait=5, then reading the account "
+                    "with GET ?min_version=<the version the deposit produced>&wait=5. Reports p50/p95/p99/max of "
+                    "post_wait_ms (until the POST's 200) and post_then_get_ms (POST start to the GET's answer) against "
+                    "issue 14's targets (p99 <= 50 ms and <= 100 ms), and counts failures (any non-200, a stale GET, "
+                    "a timeout): a run with failures is no valid figure. No baselines or peers: they have no HTTP API.")
+@_common_options
+@click.option("--users", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Concurrent users; each owns --accounts/--users accounts (default --accounts: one each).")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=None,
+              help="Run the loop this long instead of --count deposits in all.")
+def http(users, seconds, **kw):
+    kw["accounts"] = kw["accounts"] or users
+    if kw["accounts"] < users:
+        raise click.BadParameter(f"at least one account per user ({users})", param_hint="--accounts")
+    _run("http", users=users, seconds=seconds, no_baselines=True, baseline_count=None, no_kstreams=True,
+         no_quix=True, **kw)
 
 
 @bench.command(help="Replay: account views rebuilt from N events already on the log by workers with empty state.")
