@@ -1,4 +1,4 @@
-"""`bank bench deposits|transfers|latency|replay|memory|soak`: see bench/README.md."""
+"""`bank bench deposits|transfers|latency|http|replay|memory|soak`: see bench/README.md."""
 from __future__ import annotations
 
 import contextlib
@@ -13,16 +13,14 @@ import click
 from ..config import Settings
 
 
-def _options(f):
+def _common_options(f):
+    """The options of every workload run through `_run`; `_options` adds the baselines' and peers'."""
     f = click.option("--count", type=int, default=None, help="Commands (replay: events) per run.")(f)
     f = click.option("--accounts", type=int, default=None, help="Accounts the work is spread over.")(f)
     f = click.option("--workers", type=click.IntRange(1, 2), default=1, show_default=True,
                      help="Worker processes.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object (no progress bars).")(f)
     f = click.option("--quiet", is_flag=True, help="No progress bars on stderr (none when stderr is not a terminal).")(f)
-    f = click.option("--no-baselines", is_flag=True, help="Skip the same-run baselines.")(f)
-    f = click.option("--baseline-count", type=int, default=None,
-                     help="Records for the Kafka tools and the bare loop (default: the larger of --count and 20000).")(f)
     f = click.option("--repeat", type=int, default=1, show_default=True,
                      help="Runs; the summary gives the median of each figure.")(f)
     f = click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -35,6 +33,16 @@ def _options(f):
     f = click.option("--formats", default=None, metavar="LIST",
                      help="Record formats to compare in this run, e.g. single-object,confluent (interleaved within "
                           "each repeat; confluent needs BANK_SCHEMA_REGISTRY_URL). Default: $BANK_RECORD_FORMAT.")(f)
+    f = click.option("--timeout", type=float, default=300.0, show_default=True,
+                     help="Seconds to wait for the effects of one phase.")(f)
+    return f
+
+
+def _options(f):
+    f = _common_options(f)
+    f = click.option("--no-baselines", is_flag=True, help="Skip the same-run baselines.")(f)
+    f = click.option("--baseline-count", type=int, default=None,
+                     help="Records for the Kafka tools and the bare loop (default: the larger of --count and 20000).")(f)
     f = click.option("--no-kstreams", is_flag=True,
                      help="Skip both Kafka Streams peers (bench/peers/kstreams; built with Maven on first use).")(f)
     f = click.option("--no-kstreams-simple", is_flag=True,
@@ -43,12 +51,10 @@ def _options(f):
                      help="Skip the Kafka Streams peer with streambank's topology (PipelinePeer, exactly_once_v2).")(f)
     f = click.option("--no-quix", is_flag=True,
                      help="Skip the Quix Streams peer (bench/peers/quix; its own venv, made on first use).")(f)
-    f = click.option("--timeout", type=float, default=300.0, show_default=True,
-                     help="Seconds to wait for the effects of one phase.")(f)
     return f
 
 
-DEFAULTS = {"deposits": (5_000, 500), "transfers": (2_000, 500), "latency": (2_000, 500),
+DEFAULTS = {"deposits": (5_000, 500), "transfers": (2_000, 500), "latency": (2_000, 500), "http": (2_000, 16),
             "replay": (50_000, 1_000), "memory": (0, 1_000_000)}
 
 
@@ -81,10 +87,11 @@ def _run(workload: str, count, accounts, workers, as_json, no_baselines, baselin
          quiet=False, formats=None, **extra):
     from ..cli import progress
     from .report import machine, summarize, text_report
+    from .http_loop import http
     from .memory import memory
     from .workloads import WORKLOADS, Options
 
-    WORKLOADS = {**WORKLOADS, "memory": memory}
+    WORKLOADS = {**WORKLOADS, "memory": memory, "http": http}
 
     if as_json or quiet:
         progress.disable()
@@ -156,6 +163,25 @@ def transfers(**kw):
 def latency(rates, fractions, **kw):
     _run("latency", rates=tuple(float(r) for r in rates.split(",") if r.strip()),
          fractions=tuple(float(f) for f in fractions.split(",") if f.strip()), **kw)
+
+
+@bench.command(help="HTTP: --users users in a closed loop against the workers' HTTP API, each depositing 1.00 on "
+                    "accounts of its own with POST /api/accounts/{id}/deposits?wait=5, then reading the account "
+                    "with GET ?min_version=<the version the deposit produced>&wait=5. Reports p50/p95/p99/max of "
+                    "post_wait_ms (until the POST's 200) and post_then_get_ms (POST start to the GET's answer) against "
+                    "issue 14's targets (p99 <= 50 ms and <= 100 ms), and counts failures (any non-200, a stale GET, "
+                    "a timeout): a run with failures is no valid figure. No baselines or peers: they have no HTTP API.")
+@_common_options
+@click.option("--users", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Concurrent users; each owns --accounts/--users accounts (default --accounts: one each).")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=None,
+              help="Run the loop this long instead of --count deposits in all.")
+def http(users, seconds, **kw):
+    kw["accounts"] = kw["accounts"] or users
+    if kw["accounts"] < users:
+        raise click.BadParameter(f"at least one account per user ({users})", param_hint="--accounts")
+    _run("http", users=users, seconds=seconds, no_baselines=True, baseline_count=None, no_kstreams=True,
+         no_quix=True, **kw)
 
 
 @bench.command(help="Replay: account views rebuilt from N events already on the log by workers with empty state.")

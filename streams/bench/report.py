@@ -74,6 +74,23 @@ def _phase_line(name: str, phase: dict) -> str:
     return "  ".join(parts)
 
 
+def _http_lines(phase: dict) -> list[str]:
+    """The http workload's phase: both summaries against their targets, the counts, the failures."""
+    lines = [f"  streambank over HTTP, {phase['users']} users: {phase['throughput_per_s']:,.1f} deposits/s"
+             + ("" if phase["valid"] else f"  INVALID: {phase['failures_total']} failures {phase['failures']}")]
+    for name in ("post_wait_ms", "post_then_get_ms"):
+        lat, target = phase[name], phase["targets"][name.replace("_ms", "_p99_ms")]
+        lines.append(f"    {name:<17} p50 {lat['p50_ms']} ms  p95 {lat['p95_ms']} ms  p99 {lat['p99_ms']} ms  "
+                     f"max {lat['max_ms']} ms  (target p99 <= {target} ms)")
+    counts = {k: phase[k] for k in ("deposits", "accepted", "read_back", "warmup_deposits", "failures_total",
+                                    "balance_total", "expected_balance_total", "accounts_with_wrong_balance")}
+    lines.append(f"    counts: {counts}")
+    cpu = ", ".join(f"{k} {v:.3f}" for k, v in phase["cpu_ms_per_command"].items())
+    lines.append(f"    CPU ms/deposit (POST + GET): {cpu}; total per HTTP request "
+                 f"{phase['cpu_ms_per_http_request_total']}")
+    return lines
+
+
 def text_report(report: dict) -> str:
     lines = [f"{report['workload']} on {report['bootstrap_servers']} ({report['partitions']} partitions), "
              f"{report['machine']['nproc']} cores, {report['machine']['cpu_model']}"]
@@ -81,6 +98,9 @@ def text_report(report: dict) -> str:
         lines.append(f"run {run['run']}:")
         if "streambank" not in run:  # a workload with its own figures (memory): print them as they are
             lines.extend(f"  {key}: {value}" for key, value in run.items() if key != "run")
+            continue
+        if report["workload"] == "http":
+            lines.extend(_http_lines(run["streambank"]))
             continue
         phases = run["streambank"] if isinstance(run["streambank"], list) else [run["streambank"]]
         for phase in phases:
@@ -97,5 +117,6 @@ def text_report(report: dict) -> str:
     if len(report["runs"]) > 1:
         median = report["median"]
         lines.append("median over runs: " + ", ".join(
-            f"{k} {v}" for k, v in median.items() if k.endswith("throughput_per_s") or k.startswith("ratios")))
+            f"{k} {v}" for k, v in median.items() if k.endswith("throughput_per_s") or k.startswith("ratios")
+            or (report["workload"] == "http" and k.endswith(("p99_ms", "failures_total")))))
     return "\n".join(lines)

@@ -50,6 +50,8 @@ class Options:
     kstreams_full: bool = True             # deposits/latency: the Kafka Streams peer with streambank's topology
     quix: bool = True                      # deposits/latency: the Quix Streams peer (its own venv)
     recover: bool = False                  # memory: fill the worker's tables by recovery, not on its disk
+    users: int = 16                        # http: concurrent users in the closed loop
+    seconds: float | None = None           # http: run this long instead of `count` deposits
 
 
 def _cpu_figures(cpu: dict[str, float], commands: int) -> dict:

@@ -133,6 +133,23 @@ def test_transfers(bench_env):
     assert Decimal(phase["balance_total"]) == Decimal(phase["expected_balance_total"]) == Decimal("5000.00")
 
 
+def test_http_closed_loop(bench_env):
+    """4 users, 40 deposits over HTTP: each answered 200 with its version and read back at it, no failures."""
+    run = bench(bench_env, "http", "--users", "4", "--count", "40")
+    phase = run["streambank"]
+    assert phase["users"] == phase["accounts"] == phase["warmup_deposits"] == 4
+    assert phase["deposits"] == phase["accepted"] == phase["read_back"] == phase["versions_from_answer"] == 40
+    assert phase["post_wait_ms"]["count"] == phase["post_then_get_ms"]["count"] == 40
+    assert phase["failures"] == {} and phase["failures_total"] == 0 and phase["valid"] is True
+    # Read back over HTTP after the loop: 40 timed deposits and one warm-up deposit per user.
+    assert phase["accounts_with_wrong_balance"] == 0
+    assert Decimal(phase["balance_total"]) == Decimal(phase["expected_balance_total"]) == Decimal("44.00")
+    assert phase["http_requests"] == 80
+    assert {"bench", "broker", "worker-1"} <= set(phase["cpu_s"])
+    assert phase["targets"] == {"post_wait_p99_ms": 50, "post_then_get_p99_ms": 100}
+    assert run["baselines"] == {}
+
+
 def test_replay(bench_env):
     run = bench(bench_env, "replay", "--count", "300", "--accounts", "10")
     phase = run["streambank"]
