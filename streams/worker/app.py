@@ -15,6 +15,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer as
 from ..config import Settings
 from ..contract import topics
 from ..kafka.transactions import Transactions
+from . import store
 from .liveness import position_of
 
 
@@ -23,7 +24,7 @@ def create_app(settings: Settings, **overrides) -> faust.App:
     servers = ";".join(f"kafka://{server}" for server in settings.bootstrap_servers.split(","))
     config = dict(
         broker=servers,
-        store="rocksdb://",
+        store=f"{store.SCHEME}://",  # Faust's RocksDB store with shared memory bounds
         datadir=str(settings.worker_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

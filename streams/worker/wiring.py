@@ -48,14 +48,12 @@ def _table(app: faust.App, name: str, settings: Settings, help: str) -> faust.Ta
 
 
 #: RocksDB sizing per table partition (12 tables × their partitions are each a database). Faust's
-#: defaults (a 2 GiB block cache and 3 × 64 MiB memtables per database) let a worker's RSS grow to
-#: many GiB as its tables fill; these keep a worker holding a million accounts well under 1 GiB.
+#: defaults (3 × 64 MiB memtables per database) let a worker's RSS grow to many GiB as its tables fill;
+#: the block cache and the memtables' total are shared by all of them (streams/worker/store.py).
 ROCKSDB_OPTIONS = {
     "write_buffer_size": 4 * 2**20,
     "max_write_buffer_number": 2,
     "target_file_size_base": 16 * 2**20,
-    "block_cache_size": 8 * 2**20,
-    "block_cache_compressed_size": 0,
     "max_open_files": 256,
 }
 
