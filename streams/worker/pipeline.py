@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
@@ -68,8 +68,11 @@ class ViewWaiters:
             return False
         finally:
             waiting = self._waiting.get((table, key))
-            if waiting and future in waiting:
-                waiting.remove(future)
+            if waiting is not None:
+                if future in waiting:
+                    waiting.remove(future)
+                if not waiting:  # else every key ever waited on stays behind
+                    del self._waiting[(table, key)]
 
 
 class RecentOutcomes:
@@ -79,13 +82,15 @@ class RecentOutcomes:
 
     def __init__(self, size: int = 50_000):
         self.size = size
-        self._by_command: dict[str, bytes] = {}
+        # Ordered for O(1) eviction of the oldest: a plain dict's first key is found by scanning past
+        # the slots its deletions left, which grows with every eviction until it resizes.
+        self._by_command: OrderedDict[str, bytes] = OrderedDict()
 
     def add(self, command_id: str, value: bytes) -> None:
         by_command = self._by_command
         by_command[command_id] = value
         if len(by_command) > self.size:
-            del by_command[next(iter(by_command))]  # the oldest
+            by_command.popitem(last=False)
 
     def get(self, command_id: str) -> bytes | None:
         return self._by_command.get(command_id)

@@ -66,3 +66,11 @@ def test_given_more_outcomes_than_it_holds_then_the_oldest_go_first():
     for command_id in ("c1", "c2", "c3"):
         recent.add(command_id, command_id.encode())
     assert (recent.get("c1"), recent.get("c2"), recent.get("c3")) == (None, b"c2", b"c3")
+
+
+def test_given_many_more_outcomes_than_it_holds_then_it_keeps_exactly_the_newest():
+    recent = RecentOutcomes(size=100)
+    for index in range(10_000):
+        recent.add(f"c{index}", b"%d" % index)
+    assert recent.get("c9899") is None and recent.get("c9900") == b"9900" and recent.get("c9999") == b"9999"
+    assert len(recent._by_command) == 100
