@@ -1,4 +1,4 @@
-"""`bank bench deposits|transfers|latency|http|replay|memory|soak`: see bench/README.md."""
+"""`bank bench deposits|transfers|latency|http|replay|memory|soak|idle`: see bench/README.md."""
 from __future__ import annotations
 
 import contextlib
@@ -198,6 +198,32 @@ def replay(**kw):
 def memory(recover, **kw):
     kw["no_baselines"] = True
     _run("memory", recover=recover, **kw)
+
+
+@bench.command(help="Idle: the CPU one worker with nothing to do spends (% of a core), after it has settled.")
+@click.option("--seconds", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Length of the measurement.")
+@click.option("--settle", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds between the worker serving and the measurement (start-up, first rebalance).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the JSON report to this file.")
+@click.option("--web-port", type=int, default=None, help="The worker's web port (default $BANK_WEB_PORT).")
+@click.option("--force", is_flag=True, help="Delete bank.* topics even on a broker no benchmark has used.")
+@click.option("--keep-broker", is_flag=True, help="Leave running a broker that the benchmark started.")
+def idle(seconds, settle, as_json, save, web_port, force, keep_broker):
+    from .idle import idle as run_idle, text_report
+    from .report import machine
+
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    with _bench_env(web_port, force, keep_broker, log) as env:
+        result = run_idle(env, seconds=seconds, settle=settle, log=log)
+    result.update({"workload": "idle", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   "command": "bank " + " ".join(sys.argv[1:]), "bootstrap_servers": env.settings.bootstrap_servers,
+                   "partitions": env.settings.partitions, "machine": machine()})
+    if save:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(json.dumps(result, indent=1, default=str))
+    click.echo(json.dumps(result, default=str) if as_json else text_report(result))
 
 
 @bench.command(help="Soak: a steady mix of deposits and transfers for --minutes at half the maximum rate (or --rate); "

@@ -192,3 +192,14 @@ def test_soak_reports_memory_of_every_process_and_the_lag(bench_env):
         assert 0 < figures["first_mb"] <= figures["max_mb"] and 0 < figures["last_mb"] <= figures["max_mb"]
         assert isinstance(figures["slope_mb_per_min"], float)
     assert report["lag"]["max"] is not None and report["lag"]["max"] >= 0
+
+
+def test_idle_reports_the_cpu_of_a_worker_with_nothing_to_do(bench_env):
+    """Shape only: a worker settled for 1 s, measured for 3 s (no figure asserted: speed is the bench's)."""
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "idle", "--seconds", "3", "--settle", "1",
+                           "--json"], env=bench_env, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["workload"] == "idle" and report["seconds"] >= 3 and report["settle_s"] == 1
+    assert {"worker-1", "broker", "bench"} <= set(report["cpu_s"]) == set(report["percent_of_a_core"])
+    assert report["cpu_s"]["worker-1"] >= 0 and report["target_percent_of_a_core"] == 2.0
