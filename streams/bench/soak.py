@@ -208,14 +208,19 @@ def report(samples: list[dict], processes: dict[str, int], *, minutes, rate, pro
            outcomes, load_seconds) -> dict:
     warmup = min(60.0, samples[-1]["t"] / 5) if samples else 0.0
     steady = [s for s in samples if s["t"] >= warmup]
+    # Caches and memtables fill for minutes before a bounded process levels off: the last half's slope
+    # is the one a leak keeps and a filling cache does not.
+    half = samples[-1]["t"] / 2 if samples else 0.0
     rss = {}
     for name in processes:
         series = [(s["t"], s["rss_mb"][name]) for s in samples if name in s["rss_mb"]]
         steady_series = [(t, v) for t, v in series if t >= warmup]
         slope = slope_per_minute(steady_series)
+        late = slope_per_minute([(t, v) for t, v in series if t >= half])
         rss[name] = {"first_mb": series[0][1] if series else None, "last_mb": series[-1][1] if series else None,
                      "max_mb": max(v for _, v in series) if series else None,
-                     "slope_mb_per_min": None if slope is None else round(slope, 3)}
+                     "slope_mb_per_min": None if slope is None else round(slope, 3),
+                     "slope_mb_per_min_last_half": None if late is None else round(late, 3)}
     lags = [s["lag"] for s in samples if s["lag"] is not None]
     steady_lags = [s["lag"] for s in steady if s["lag"] is not None]
     commands = deposits + transfers
@@ -229,7 +234,10 @@ def report(samples: list[dict], processes: dict[str, int], *, minutes, rate, pro
         "lag": {"max": max(lags) if lags else None, "last": lags[-1] if lags else None,
                 "mean_after_warmup": round(sum(steady_lags) / len(steady_lags), 1) if steady_lags else None,
                 "slope_per_min_after_warmup": (round(s, 1) if (s := slope_per_minute(
-                    [(x["t"], x["lag"]) for x in steady if x["lag"] is not None])) is not None else None)},
+                    [(x["t"], x["lag"]) for x in steady if x["lag"] is not None])) is not None else None),
+                "slope_per_min_last_half": (round(s, 1) if (s := slope_per_minute(
+                    [(x["t"], x["lag"]) for x in samples if x["t"] >= half and x["lag"] is not None])) is not None
+                    else None)},
         "samples": samples,
     }
 
@@ -238,11 +246,13 @@ def text_report(result: dict) -> str:
     lines = [f"soak: {result['minutes']} min at {result['rate']} commands/s ({result['rate_source']}), "
              f"{result['commands']} commands ({result['deposits']} deposits, {result['transfers']} transfers), "
              f"{result['outcomes']} outcomes, {len(result['samples'])} samples every {result['interval_s']} s",
-             f"{'process':<10} {'first MB':>9} {'last MB':>9} {'max MB':>9} {'slope MB/min':>13}  (after {result['warmup_s']} s warm-up)"]
+             f"{'process':<10} {'first MB':>9} {'last MB':>9} {'max MB':>9} {'slope MB/min':>13} {'last half':>10}  (slope after {result['warmup_s']} s warm-up; over the last half)"]
     for name, r in result["rss"].items():
         slope = "-" if r["slope_mb_per_min"] is None else f"{r['slope_mb_per_min']:+.3f}"
-        lines.append(f"{name:<10} {r['first_mb']!s:>9} {r['last_mb']!s:>9} {r['max_mb']!s:>9} {slope:>13}")
+        late = "-" if r.get("slope_mb_per_min_last_half") is None else f"{r['slope_mb_per_min_last_half']:+.3f}"
+        lines.append(f"{name:<10} {r['first_mb']!s:>9} {r['last_mb']!s:>9} {r['max_mb']!s:>9} {slope:>13} {late:>10}")
     lag = result["lag"]
     lines.append(f"consumer lag (records): max {lag['max']}, mean after warm-up {lag['mean_after_warmup']}, "
-                 f"last {lag['last']}, slope {lag['slope_per_min_after_warmup']}/min")
+                 f"last {lag['last']}, slope {lag['slope_per_min_after_warmup']}/min "
+                 f"({lag.get('slope_per_min_last_half')}/min over the last half)")
     return "\n".join(lines)

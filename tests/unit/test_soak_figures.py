@@ -18,6 +18,23 @@ def test_the_slope_leaves_out_the_warm_up_fifth_of_the_run():
     result = report(samples, {"w": 1}, minutes=50 / 60, rate=10, probe=None, interval=10, deposits=3, transfers=2,
                     outcomes=5, load_seconds=50)
     assert result["warmup_s"] == 10.0
-    assert result["rss"]["w"] == {"first_mb": 50.0, "last_mb": 100.0, "max_mb": 100.0, "slope_mb_per_min": 0.0}
-    assert result["lag"] == {"max": 9, "last": 1, "mean_after_warmup": 1.0, "slope_per_min_after_warmup": 0.0}
+    assert result["rss"]["w"] == {"first_mb": 50.0, "last_mb": 100.0, "max_mb": 100.0, "slope_mb_per_min": 0.0,
+                                  "slope_mb_per_min_last_half": 0.0}
+    assert result["lag"] == {"max": 9, "last": 1, "mean_after_warmup": 1.0, "slope_per_min_after_warmup": 0.0,
+                             "slope_per_min_last_half": 0.0}
     assert result["commands"] == 5 and result["achieved_rate"] == 0.1
+
+
+def test_given_rss_that_fills_then_levels_off_then_the_last_half_slope_is_flat_while_the_steady_one_is_not():
+    samples = [{"t": t, "rss_mb": {"w": 100.0 + min(t, 300) / 10}, "lag": 0} for t in range(0, 1201, 60)]
+    result = report(samples, {"w": 1}, minutes=20, rate=10, probe=None, interval=60, deposits=1, transfers=0,
+                    outcomes=1, load_seconds=1200)
+    assert result["rss"]["w"]["slope_mb_per_min"] > 0.3
+    assert result["rss"]["w"]["slope_mb_per_min_last_half"] == 0.0
+
+
+def test_given_rss_that_keeps_rising_then_the_last_half_slope_shows_it():
+    samples = [{"t": t, "rss_mb": {"w": 100.0 + t / 60}, "lag": 0} for t in range(0, 1201, 60)]
+    result = report(samples, {"w": 1}, minutes=20, rate=10, probe=None, interval=60, deposits=1, transfers=0,
+                    outcomes=1, load_seconds=1200)
+    assert result["rss"]["w"]["slope_mb_per_min_last_half"] == 1.0
