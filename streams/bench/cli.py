@@ -200,30 +200,44 @@ def memory(recover, **kw):
     _run("memory", recover=recover, **kw)
 
 
-@bench.command(help="Idle: the CPU one worker with nothing to do spends (% of a core), after it has settled.")
-@click.option("--seconds", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Length of the measurement.")
-@click.option("--settle", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds between the worker serving and the measurement (start-up, first rebalance).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the JSON report to this file.")
-@click.option("--web-port", type=int, default=None, help="The worker's web port (default $BANK_WEB_PORT).")
-@click.option("--force", is_flag=True, help="Delete bank.* topics even on a broker no benchmark has used.")
-@click.option("--keep-broker", is_flag=True, help="Leave running a broker that the benchmark started.")
-def idle(seconds, settle, as_json, save, web_port, force, keep_broker):
-    from .idle import idle as run_idle, text_report
+def _one_run_options(command):
+    """The options of a workload that runs once and reports one JSON object (idle, soak)."""
+    for option in reversed([
+            click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object."),
+            click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                         help="Also write the JSON report to this file."),
+            click.option("--web-port", type=int, default=None, help="First worker's web port (default $BANK_WEB_PORT)."),
+            click.option("--force", is_flag=True, help="Delete bank.* topics even on a broker no benchmark has used."),
+            click.option("--keep-broker", is_flag=True, help="Leave running a broker that the benchmark started.")]):
+        command = option(command)
+    return command
+
+
+def _one_run(workload: str, run, text_report, as_json, save, web_port, force, keep_broker, **described) -> None:
+    """Runs `run(env, log)` in a benchmark world and reports its result, described like every workload's."""
     from .report import machine
 
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     with _bench_env(web_port, force, keep_broker, log) as env:
-        result = run_idle(env, seconds=seconds, settle=settle, log=log)
-    result.update({"workload": "idle", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        result = run(env, log)
+    result.update({"workload": workload, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "command": "bank " + " ".join(sys.argv[1:]), "bootstrap_servers": env.settings.bootstrap_servers,
-                   "partitions": env.settings.partitions, "machine": machine()})
+                   "partitions": env.settings.partitions, **described, "machine": machine()})
     if save:
         save.parent.mkdir(parents=True, exist_ok=True)
         save.write_text(json.dumps(result, indent=1, default=str))
     click.echo(json.dumps(result, default=str) if as_json else text_report(result))
+
+
+@bench.command(help="Idle: the CPU one worker with nothing to do spends (% of a core), after it has settled.")
+@click.option("--seconds", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Length of the measurement.")
+@click.option("--settle", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds between the worker serving and the measurement (start-up, first rebalance).")
+@_one_run_options
+def idle(seconds, settle, **kw):
+    from .idle import idle as run_idle, text_report
+
+    _one_run("idle", lambda env, log: run_idle(env, seconds=seconds, settle=settle, log=log), text_report, **kw)
 
 
 @bench.command(help="Soak: a steady mix of deposits and transfers for --minutes at half the maximum rate (or --rate); "
@@ -237,26 +251,12 @@ def idle(seconds, settle, as_json, save, web_port, force, keep_broker):
               help="Accounts the load is spread over.")
 @click.option("--interval", type=click.FloatRange(min=0.5), default=None,
               help="Seconds between samples (default: about 30 samples, at most every 10 s).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (with every sample).")
-@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the JSON report to this file.")
-@click.option("--web-port", type=int, default=None, help="First worker's web port (default $BANK_WEB_PORT).")
-@click.option("--force", is_flag=True, help="Delete bank.* topics even on a broker no benchmark has used.")
-@click.option("--keep-broker", is_flag=True, help="Leave running a broker that the benchmark started.")
 @click.option("--timeout", type=float, default=300.0, show_default=True,
               help="Seconds to wait for outcomes (accounts, the rate probe, the end of the load).")
-def soak(minutes, rate, workers, accounts, interval, as_json, save, web_port, force, keep_broker, timeout):
-    from .report import machine
+@_one_run_options
+def soak(minutes, rate, workers, accounts, interval, timeout, **kw):
     from .soak import soak as run_soak, text_report
 
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    with _bench_env(web_port, force, keep_broker, log) as env:
-        result = run_soak(env, minutes=minutes, rate=rate, workers=workers, accounts=accounts, interval=interval,
-                          timeout=timeout, log=log)
-    result.update({"workload": "soak", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                   "command": "bank " + " ".join(sys.argv[1:]), "bootstrap_servers": env.settings.bootstrap_servers,
-                   "partitions": env.settings.partitions, "workers": workers, "machine": machine()})
-    if save:
-        save.parent.mkdir(parents=True, exist_ok=True)
-        save.write_text(json.dumps(result, indent=1, default=str))
-    click.echo(json.dumps(result, default=str) if as_json else text_report(result))
+    _one_run("soak", lambda env, log: run_soak(env, minutes=minutes, rate=rate, workers=workers, accounts=accounts,
+                                               interval=interval, timeout=timeout, log=log),
+             text_report, workers=workers, **kw)

@@ -62,19 +62,28 @@ class Loop:
                              **({"Authorization": f"Bearer {token}"} if token else {})}
         self.wait = f"{wait:g}"
 
+    @staticmethod
+    async def _exchange(tally: Tally, side: str, request) -> tuple | None:
+        """(status, headers, body) of one request; None, with the failure counted under `side`, when it
+        timed out or the connection failed."""
+        try:
+            async with request as response:
+                return response.status, response.headers, await response.read()
+        except asyncio.TimeoutError:
+            tally.failures[f"{side}_timeout"] += 1
+        except aiohttp.ClientError as exc:
+            tally.failures[f"{side}_{type(exc).__name__}"] += 1
+        return None
+
     async def deposit(self, base: str, account_id: str, tally: Tally) -> None:
         tally.deposits += 1
         started = time.perf_counter()
-        try:
-            async with self.session.post(f"{base}/api/accounts/{account_id}/deposits", params={"wait": self.wait},
-                                         data=BODY, headers=self.post_headers) as response:
-                status, body = response.status, await response.read()
-        except asyncio.TimeoutError:
-            tally.failures["post_timeout"] += 1
+        answer = await self._exchange(tally, "post", self.session.post(
+            f"{base}/api/accounts/{account_id}/deposits", params={"wait": self.wait}, data=BODY,
+            headers=self.post_headers))
+        if answer is None:
             return
-        except aiohttp.ClientError as exc:
-            tally.failures[f"post_{type(exc).__name__}"] += 1
-            return
+        status, _, body = answer
         answered = time.perf_counter()
         if status != 200:  # 202: the outcome was not known within ?wait=
             tally.failures[f"post_status_{status}"] += 1
@@ -98,16 +107,12 @@ class Loop:
             return
         self.versions[account_id] = version
         tally.gets += 1
-        try:
-            async with self.session.get(f"{base}/api/accounts/{account_id}",
-                                        params={"min_version": str(version), "wait": self.wait}) as response:
-                status, stale, body = response.status, response.headers.get("X-Bank-Stale"), await response.read()
-        except asyncio.TimeoutError:
-            tally.failures["get_timeout"] += 1
+        answer = await self._exchange(tally, "get", self.session.get(
+            f"{base}/api/accounts/{account_id}", params={"min_version": str(version), "wait": self.wait}))
+        if answer is None:
             return
-        except aiohttp.ClientError as exc:
-            tally.failures[f"get_{type(exc).__name__}"] += 1
-            return
+        status, headers, body = answer
+        stale = headers.get("X-Bank-Stale")
         done = time.perf_counter()
         if status != 200:
             tally.failures[f"get_status_{status}"] += 1
