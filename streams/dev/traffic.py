@@ -51,9 +51,9 @@ def open_accounts(client: BankClient, reader: OutcomeReader, customer_id: str, c
 
 def transfer_storm(client: BankClient, ledger: Ledger, count: int, *, seed: int = 11, rate: float | None = None,
                    sources: list[str] | None = None, targets: list[str] | None = None,
-                   max_amount: int = 20_000) -> list[TransferMoney]:
+                   max_amount: int = 20_000, flush_timeout: float = 30.0) -> list[TransferMoney]:
     """`count` random transfers from `sources` to `targets` (default: all the ledger's accounts), at most
-    `rate` per second.
+    `rate` per second, all delivered within `flush_timeout` seconds of the last send.
 
     Amounts go up to `max_amount` cents, so some overdraw their source and fail.
     """
@@ -80,7 +80,7 @@ def transfer_storm(client: BankClient, ledger: Ledger, count: int, *, seed: int 
                 if ahead > 0:
                     client.producer.poll(0)
                     time.sleep(ahead)
-        client.flush()
+        client.flush(flush_timeout)
     return sent
 
 

@@ -99,6 +99,10 @@ def bank_verify(settings: Settings) -> subprocess.CompletedProcess:
                           env=env, cwd=REPO, timeout=300)
 
 
+#: How long a storm's sends may wait for delivery while a fault runs.
+FAULT_DELIVERY_S = 180.0
+
+
 def storm_through(fault, client, reader, ledger, transfers: int, *, seed: int, rate: float):
     """Sends a transfer storm while `fault` runs in a thread; fails the test if the fault itself failed;
     then resends what got no outcome. Returns (the storm, client resends, when the storm started)."""
@@ -113,7 +117,8 @@ def storm_through(fault, client, reader, ledger, transfers: int, *, seed: int, r
     thread = threading.Thread(target=run_fault, name=getattr(fault, "__name__", "fault"))
     thread.start()
     started = time.monotonic()
-    storm = transfer_storm(client, ledger, transfers, seed=seed, rate=rate)
+    # Delivery may wait for the fault to end: a broker restart is allowed 120 s (it took 33 s beside a soak).
+    storm = transfer_storm(client, ledger, transfers, seed=seed, rate=rate, flush_timeout=FAULT_DELIVERY_S)
     thread.join()
     assert not failures, failures
     resent = resend_unanswered(client, reader, storm, patience=60)
