@@ -32,14 +32,9 @@ class SharedMemoryOptions(faust_rocksdb.RocksDBOptions):
 
     def as_options(self) -> rocksdict.Options:
         cache, write_buffers = shared_memory()
-        options = rocksdict.Options(raw_mode=True)
-        options.create_if_missing(True)
-        options.set_max_open_files(self.max_open_files)
-        options.set_write_buffer_size(self.write_buffer_size)
-        options.set_max_write_buffer_number(self.max_write_buffer_number)
-        options.set_target_file_size_base(self.target_file_size_base)
+        options = super().as_options()
         options.set_write_buffer_manager(write_buffers)
-        table = rocksdict.BlockBasedOptions()
+        table = rocksdict.BlockBasedOptions()  # Faust's, but with the shared cache
         table.set_bloom_filter(self.bloom_filter_size, block_based=True)
         table.set_block_cache(cache)
         table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
