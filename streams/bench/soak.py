@@ -204,6 +204,11 @@ def soak(env: BenchEnv, *, minutes: float, rate: float | None, workers: int, acc
                   deposits=deposits, transfers=transfers, outcomes=len(outcomes), load_seconds=load_seconds)
 
 
+def _rounded_slope(points: list[tuple[float, float]], digits: int) -> float | None:
+    slope = slope_per_minute(points)
+    return None if slope is None else round(slope, digits)
+
+
 def report(samples: list[dict], processes: dict[str, int], *, minutes, rate, probe, interval, deposits, transfers,
            outcomes, load_seconds) -> dict:
     warmup = min(60.0, samples[-1]["t"] / 5) if samples else 0.0
@@ -215,12 +220,10 @@ def report(samples: list[dict], processes: dict[str, int], *, minutes, rate, pro
     for name in processes:
         series = [(s["t"], s["rss_mb"][name]) for s in samples if name in s["rss_mb"]]
         steady_series = [(t, v) for t, v in series if t >= warmup]
-        slope = slope_per_minute(steady_series)
-        late = slope_per_minute([(t, v) for t, v in series if t >= half])
         rss[name] = {"first_mb": series[0][1] if series else None, "last_mb": series[-1][1] if series else None,
                      "max_mb": max(v for _, v in series) if series else None,
-                     "slope_mb_per_min": None if slope is None else round(slope, 3),
-                     "slope_mb_per_min_last_half": None if late is None else round(late, 3)}
+                     "slope_mb_per_min": _rounded_slope(steady_series, 3),
+                     "slope_mb_per_min_last_half": _rounded_slope([(t, v) for t, v in series if t >= half], 3)}
     lags = [s["lag"] for s in samples if s["lag"] is not None]
     steady_lags = [s["lag"] for s in steady if s["lag"] is not None]
     commands = deposits + transfers
@@ -233,11 +236,10 @@ def report(samples: list[dict], processes: dict[str, int], *, minutes, rate, pro
         "processes": processes, "rss": rss,
         "lag": {"max": max(lags) if lags else None, "last": lags[-1] if lags else None,
                 "mean_after_warmup": round(sum(steady_lags) / len(steady_lags), 1) if steady_lags else None,
-                "slope_per_min_after_warmup": (round(s, 1) if (s := slope_per_minute(
-                    [(x["t"], x["lag"]) for x in steady if x["lag"] is not None])) is not None else None),
-                "slope_per_min_last_half": (round(s, 1) if (s := slope_per_minute(
-                    [(x["t"], x["lag"]) for x in samples if x["t"] >= half and x["lag"] is not None])) is not None
-                    else None)},
+                "slope_per_min_after_warmup": _rounded_slope(
+                    [(x["t"], x["lag"]) for x in steady if x["lag"] is not None], 1),
+                "slope_per_min_last_half": _rounded_slope(
+                    [(x["t"], x["lag"]) for x in samples if x["t"] >= half and x["lag"] is not None], 1)},
         "samples": samples,
     }
 
