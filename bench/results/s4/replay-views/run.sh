@@ -12,7 +12,7 @@ python bench/replay_views.py --events 120000 --accounts 1000 > "$OUT/fold.json"
 bank worker --web-port "$BANK_WEB_PORT" --loglevel warning > "$OUT/worker.log" 2>&1 &
 worker=$!
 trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null; bank kafka stop' EXIT
-# caught up: the account view serves the last account the fixture opened (ids are acct-<n>)
+# serving, then caught up (below) before the view is rebuilt
 for _ in $(seq 600); do
   curl -sf "http://127.0.0.1:$BANK_WEB_PORT/health" > /dev/null && break; sleep 1
 done
