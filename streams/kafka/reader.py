@@ -159,10 +159,11 @@ class Reader:
         return found, missing
 
     def read(self, ends: dict[Where, int], starts: dict[Where, int] | None = None, *, batch: int = 2000,
-             fatal: Callable[[KafkaError], bool] | None = fatal_read_error) -> Iterator[Message]:
+             fatal: Callable[[KafkaError], bool] | None = fatal_read_error, wait: float = 0.5) -> Iterator[Message]:
         """Every record of the partitions of `ends` from `starts` (default: the beginning) to before their
         end offsets, in each partition's order. Errors that `fatal` calls fatal raise FatalRead (without
-        `fatal` every error is skipped); past the deadline, ReadTimeout."""
+        `fatal` every error is skipped); past the deadline, ReadTimeout. `wait`: the longest a consume
+        waits (a read that ends in transaction markers only ends after one has returned nothing)."""
         starts = starts or {}
         tracker = Ends({where: end for where, end in ends.items() if where not in starts or end > starts[where]})
         if tracker.done:
@@ -172,7 +173,7 @@ class Reader:
         while not tracker.done:
             if time.monotonic() > self.deadline:
                 raise ReadTimeout(self.timeout, tracker.pending)
-            for message in self.consumer.consume(num_messages=batch, timeout=min(0.5, self.left())):
+            for message in self.consumer.consume(num_messages=batch, timeout=min(wait, self.left())):
                 error = message.error()
                 if error is not None:
                     if fatal is not None and fatal(error):
@@ -219,6 +220,18 @@ def read_range(settings: Settings, topic: str, partition: int, start: int, timeo
                     for m in reader.read({(topic, partition): end}, {(topic, partition): start}, fatal=None)]
         except ReadTimeout:
             raise TimeoutError(f"reading {topic}[{partition}] {start}..{end} took longer than {timeout:g}s") from None
+
+
+def read_tails(settings: Settings, starts: dict[Where, int], timeout: float = 30.0
+               ) -> dict[Where, list[tuple[int, bytes, bytes | None]]]:
+    """(offset, key, value) of each partition of `starts` from its offset there to its end now, the
+    partitions read together (a task's changelogs past its local state)."""
+    with Reader(settings, "tails", timeout) as reader:
+        ends = {where: reader.watermarks(*where)[1] for where in starts}
+        tails: dict[Where, list[tuple[int, bytes, bytes | None]]] = {where: [] for where in starts}
+        for message in reader.read(ends, starts, wait=0.02):  # mostly only markers left: don't wait long
+            tails[(message.topic(), message.partition())].append((message.offset(), message.key(), message.value()))
+        return tails
 
 
 def read_to_end(settings: Settings, names: Iterable[str], *, purpose: str, timeout: float, batch: int = 2000,

@@ -16,6 +16,10 @@ scheme Kafka Streams used before EOS v2:
 - Faust never commits offsets (`BankApp` disables it): offsets advance only with the effects.
 - Local RocksDB is written only after a commit succeeded, with the changelog offset it reflects in
   the same WriteBatch, so local state is always a prefix of the committed changelog.
+- Before a task's first batch, its tables are read forward to the end of their changelogs
+  (`catch_up`), whatever Faust's recovery did: after the fence nobody else writes them, so that end
+  is final, and a task never decides on state older than its changelog (as a Kafka Streams task
+  restores to the changelog's end offset before it runs).
 - A record is processed only if its offset is at or past the task's position (the committed
   offset at assignment, then one past each processed record): records still buffered from before
   a rebalance cannot be processed twice or out of order.
@@ -40,7 +44,7 @@ from ..contract import topics
 from ..config import Settings
 from ..services.handling import Outgoing
 from .producer import producer_config
-from .reader import quiet_logger
+from .reader import quiet_logger, read_tails
 
 # librdkafka's own log lines go through logging, fatal ones only: its warnings and errors here are
 # retries ("coordinator load in progress", a broker restarting: a line per producer and attempt)
@@ -61,6 +65,8 @@ HUNG_AFTER_S = 20.0
 REVOKE_WAIT_S = 10.0
 #: A fenced task waits this long before restarting: the revocation that usually follows comes first.
 FENCED_BACKOFF_S = 2.0
+#: How long reading a task's changelogs to their end (`Transactions.catch_up`) may take.
+CATCH_UP_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -110,6 +116,8 @@ class Task:
         self.rewinding: dict[str, int] = {}
         #: source topic → the highest offset delivered to this task, taken or not.
         self.seen: dict[str, int] = {}
+        #: Whether its tables were read to the end of their changelogs (`Transactions.catch_up`).
+        self.caught_up = False
 
     def accepts(self, topic: str, offset: int) -> bool:
         if offset > self.seen.get(topic, -1):
@@ -182,6 +190,8 @@ class Transactions:
         self.on_fenced = lambda agent: None
         self.on_failed = lambda agent: None
         self.on_stale = lambda agent: None
+        #: Told (agent, changelog topic, records) when a task's table was behind its changelog (catch_up).
+        self.on_behind = lambda agent, changelog, records: None
 
     # -- configuration -----------------------------------------------------------------------
     def producer_config(self, agent: str, partition: int) -> dict:
@@ -278,6 +288,47 @@ class Transactions:
     # -- processing ----------------------------------------------------------------------------
     def task(self, agent: str, partition: int) -> Task | None:
         return self.tasks.get((agent, partition))
+
+    def needs_catch_up(self, agent: str, partition: int) -> bool:
+        task = self.tasks.get((agent, partition))
+        return task is not None and task.active and not task.caught_up
+
+    async def catch_up(self, agent: str, partition: int, applied: dict[str, int | None]
+                       ) -> dict[str, list[tuple[int, bytes, bytes | None]]]:
+        """The committed records of the task's changelogs (topic → the offset of the last record its
+        local table holds, None: none) after those offsets, to their end; the task is then caught up.
+
+        Faust's recovery is meant to leave nothing here, but it has let a worker take a partition over
+        with the tables it had before it was frozen (standby reading cut short, no recovery at the
+        next assignment): processing on them forked account versions. Read after the fence (the task
+        exists only once `init_transactions` returned) and before the task's first batch, the end is
+        final: this task is the only writer of these changelog partitions."""
+        task = self.tasks.get((agent, partition))
+        if task is None or task.caught_up:
+            return {}
+        starts = {(topic, partition): (offset + 1 if offset is not None else 0) for topic, offset in applied.items()}
+        tails: dict = {}
+        delay = 0.5
+        while starts:
+            try:
+                tails = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, read_tails, self.settings, starts, CATCH_UP_TIMEOUT_S)
+                break
+            except Exception as exc:  # the cluster unwell (a broker restarting): nothing is processed meanwhile
+                if self.tasks.get((agent, partition)) is not task or not task.active:
+                    return {}  # revoked meanwhile: its records are refused, the next owner catches up
+                log.warning("%s[%d]: reading its changelogs to their end failed (%s); trying again in %.1f s",
+                            agent, partition, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        task.caught_up = True
+        behind = {topic: tails[(topic, partition)] for topic in applied if tails.get((topic, partition))}
+        for topic, records in behind.items():
+            log.warning("%s[%d]: its table was %d records behind %s (local state at %s, the changelog at %d); "
+                        "read forward before processing", agent, partition, len(records), topic, applied[topic],
+                        records[-1][0])
+            self.on_behind(agent, topic, len(records))
+        return behind
 
     def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool:
         task = self.tasks.get((agent, partition))

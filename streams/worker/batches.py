@@ -77,6 +77,15 @@ class BatchedTable(MutableMapping):
     def items(self):
         return self.table.items()
 
+    def persisted_offset(self, partition: int) -> int | None:
+        """The changelog offset of the last record the partition's local database holds (None: none)."""
+        store = self.table.data
+        db_for_partition = getattr(store, "_db_for_partition", None)
+        if db_for_partition is None:  # the in-memory store (tests) keeps no offsets
+            return None
+        value = db_for_partition(partition).get(store.offset_key)
+        return int(value) if value is not None else None
+
     # -- writes -----------------------------------------------------------------------------------
     def __setitem__(self, key: str, value: bytes) -> None:
         self._buffer(key, value)
@@ -104,9 +113,11 @@ class BatchedTable(MutableMapping):
         self._pending.clear()
         self.partition = None
 
-    def apply(self, partition: int, entries: list[tuple[bytes, bytes | None]], changelog_offset: int | None) -> None:
+    def apply(self, partition: int, entries: list[tuple[bytes, bytes | None]], changelog_offset: int | None,
+              *, sent: bool = True) -> None:
         """Writes committed entries to the partition's RocksDB, with the changelog offset they reach in
-        the same WriteBatch: local state is then always a prefix of the committed changelog."""
+        the same WriteBatch: local state is then always a prefix of the committed changelog. `sent`:
+        this worker's own (counted as sent), not read from the changelog."""
         self.partition = None
         store = self.table.data
         db_for_partition = getattr(store, "_db_for_partition", None)
@@ -126,7 +137,8 @@ class BatchedTable(MutableMapping):
         if changelog_offset is not None:
             batch.put(store.offset_key, str(changelog_offset).encode())
         db_for_partition(partition).write(batch)
-        self.on_sent(self.changelog, len(entries))
+        if sent:
+            self.on_sent(self.changelog, len(entries))
 
     @property
     def changelog(self) -> str:

@@ -76,6 +76,10 @@ class Metrics:
             "committed offsets moved by another worker (their tables behind them) and rejoined the group "
             "so the rebalance recovers the tables, instead of processing on stale state.", ["agent"],
             registry=registry)
+        self.caught_up_records = Counter(
+            "bank_catch_up_records", "Changelog records a task found past its local table before its first "
+            "batch and applied first (Faust's recovery had left the table behind its changelog), by agent and "
+            "changelog.", ["agent", "changelog"], registry=registry)
         self.transaction_seconds = Histogram(
             "bank_transaction_seconds", "Time from a batch's first transaction begun to its last committed (its "
             "input partitions commit concurrently).", ["agent"], buckets=PROCESSING_BUCKETS, registry=registry)
@@ -128,6 +132,9 @@ class Metrics:
 
     def stale_rejoin(self, agent: str) -> None:
         self._child(self.stale_rejoins, agent).inc()
+
+    def tables_behind(self, agent: str, changelog: str, records: int) -> None:
+        self._child(self.caught_up_records, agent, changelog).inc(records)
 
     def emitted_child(self, topic: str):
         return self._child(self.emitted, topic)
@@ -299,6 +306,7 @@ def instrument(pipeline, command_processors: Iterable = ()) -> Metrics:
         transactions.on_fenced = metrics.transaction_fenced
         transactions.on_failed = metrics.transaction_failed
         transactions.on_stale = metrics.stale_rejoin
+        transactions.on_behind = metrics.tables_behind
     for writer in getattr(pipeline, "writers", {}).values():  # table changelogs sent in batches
         writer.on_sent = lambda topic, count: metrics.emitted_child(topic).inc(count)
     agent_topics = {name: channel_topics(agent) for name, agent in pipeline.agents.items()}

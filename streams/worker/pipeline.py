@@ -26,6 +26,11 @@ class Sink(Protocol):
 
     def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool: ...
 
+    def needs_catch_up(self, agent: str, partition: int) -> bool: ...
+
+    async def catch_up(self, agent: str, partition: int, applied: dict[str, int | None]
+                       ) -> dict[str, list[tuple[int, bytes, bytes | None]]]: ...
+
     async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]: ...
 
 
@@ -41,6 +46,12 @@ class LocalSink:
 
     def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool:
         return True
+
+    def needs_catch_up(self, agent: str, partition: int) -> bool:
+        return False  # nothing but this process writes the tables
+
+    async def catch_up(self, agent: str, partition: int, applied: dict[str, int | None]) -> dict:
+        return {}
 
     async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]:
         await self.emitter.emit([record for effect in effects for record in effect.records])
@@ -160,6 +171,16 @@ class Batch:
                 self.pipeline.on_batch_failure(self.agent, exc)
             raise
 
+    async def _catch_up(self, partition: int) -> None:
+        """Before a task's first batch: its tables read forward to the end of their changelogs."""
+        written = self.written
+        tails = await self.sink.catch_up(self.agent, partition,
+                                         {table.changelog: table.persisted_offset(partition) for table in written})
+        for table in written:
+            records = tails.get(table.changelog)
+            if records:
+                table.apply(partition, [(key, value) for _, key, value in records], records[-1][0], sent=False)
+
     async def _run(self, events) -> None:
         started = time.monotonic()
         pipeline, agent, sink = self.pipeline, self.agent, self.sink
@@ -167,6 +188,9 @@ class Batch:
         records: dict[int, list[Outgoing]] = {}
         offsets: dict[int, dict[str, int]] = {}
         keys: dict[int, list[str]] = {}
+        for partition in {event.message.partition for event in events}:
+            if sink.needs_catch_up(agent, partition):
+                await self._catch_up(partition)
         for event in events:
             message = event.message
             partition = message.partition

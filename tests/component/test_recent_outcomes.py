@@ -46,6 +46,9 @@ class CommitsNothing:
     def accepts(self, agent, topic, partition, offset):
         return True
 
+    def needs_catch_up(self, agent, partition):
+        return False
+
     async def commit(self, agent, effects):
         return []
 

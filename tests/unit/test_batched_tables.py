@@ -99,6 +99,22 @@ def test_given_taken_writes_when_applied_then_they_land_in_their_partitions_data
     assert dbs[0].get(RocksStore.offset_key) == b"41" and dbs[3].get(RocksStore.offset_key) == b"7"
 
 
+def test_given_applied_writes_then_the_persisted_offset_is_the_changelog_offset_they_reach(table):
+    assert table.persisted_offset(2) is None  # nothing applied yet: a catch-up reads from the start
+    table.partition = 2
+    table["state:A"] = b"a"
+    committed(table, 2, changelog_offset=12)
+    assert table.persisted_offset(2) == 12
+
+
+def test_given_records_read_from_the_changelog_when_applied_then_they_are_not_counted_as_sent(table):
+    sent = []
+    table.on_sent = lambda topic, count: sent.append((topic, count))
+    table.apply(1, [(b"state:A", b"a"), (b"state:A", b"a2")], 5, sent=False)
+    assert table.table.data._dbs[1].get(b"state:A") == b"a2" and table.persisted_offset(1) == 5
+    assert sent == []
+
+
 def test_given_a_key_written_twice_when_taken_then_it_comes_once_at_the_place_of_its_last_write(table):
     table.partition = 2
     table["command:c1"] = b"dedup"
