@@ -222,16 +222,31 @@ def read_range(settings: Settings, topic: str, partition: int, start: int, timeo
             raise TimeoutError(f"reading {topic}[{partition}] {start}..{end} took longer than {timeout:g}s") from None
 
 
-def read_tails(settings: Settings, starts: dict[Where, int], timeout: float = 30.0
-               ) -> dict[Where, list[tuple[int, bytes, bytes | None]]]:
-    """(offset, key, value) of each partition of `starts` from its offset there to its end now, the
-    partitions read together (a task's changelogs past its local state)."""
+Record = tuple[int, bytes, bytes | None]  # (offset, key, value)
+
+
+def read_tails(settings: Settings, starts: dict[Where, int], apply: Callable[[Where, list[Record]], None],
+               timeout: float = 30.0, chunk: int = 5000) -> dict[Where, int]:
+    """Reads each partition of `starts` from its offset there to its end now, handing its records to
+    `apply(where, records)` in offset order, `chunk` at a time (a table restored from nothing is not
+    held in memory whole); returns how many records each partition had."""
     with Reader(settings, "tails", timeout) as reader:
         ends = {where: reader.watermarks(*where)[1] for where in starts}
-        tails: dict[Where, list[tuple[int, bytes, bytes | None]]] = {where: [] for where in starts}
+        counts = {where: 0 for where in starts}
+        pending: dict[Where, list[Record]] = {}
         for message in reader.read(ends, starts, wait=0.02):  # mostly only markers left: don't wait long
-            tails[(message.topic(), message.partition())].append((message.offset(), message.key(), message.value()))
-        return tails
+            where = (message.topic(), message.partition())
+            records = pending.setdefault(where, [])
+            records.append((message.offset(), message.key(), message.value()))
+            if len(records) >= chunk:
+                apply(where, records)
+                counts[where] += len(records)
+                pending[where] = []
+        for where, records in pending.items():
+            if records:
+                apply(where, records)
+                counts[where] += len(records)
+        return counts
 
 
 def read_to_end(settings: Settings, names: Iterable[str], *, purpose: str, timeout: float, batch: int = 2000,

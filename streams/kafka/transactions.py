@@ -16,10 +16,10 @@ scheme Kafka Streams used before EOS v2:
 - Faust never commits offsets (`BankApp` disables it): offsets advance only with the effects.
 - Local RocksDB is written only after a commit succeeded, with the changelog offset it reflects in
   the same WriteBatch, so local state is always a prefix of the committed changelog.
-- Before a task's first batch, its tables are read forward to the end of their changelogs
-  (`catch_up`), whatever Faust's recovery did: after the fence nobody else writes them, so that end
-  is final, and a task never decides on state older than its changelog (as a Kafka Streams task
-  restores to the changelog's end offset before it runs).
+- After the fence, every table partition now active here is read from its local offset to the end of
+  its changelog (`restore`; Faust's recovery then finds nothing left): nobody else writes them then,
+  so that end is final, and a task never decides on state older than its changelog (as a Kafka
+  Streams task restores to the changelog's end offset before it runs).
 - A record is processed only if its offset is at or past the task's position (the committed
   offset at assignment, then one past each processed record): records still buffered from before
   a rebalance cannot be processed twice or out of order.
@@ -65,8 +65,9 @@ HUNG_AFTER_S = 20.0
 REVOKE_WAIT_S = 10.0
 #: A fenced task waits this long before restarting: the revocation that usually follows comes first.
 FENCED_BACKOFF_S = 2.0
-#: How long reading a task's changelogs to their end (`Transactions.catch_up`) may take.
-CATCH_UP_TIMEOUT_S = 30.0
+#: How long reading changelogs to their end (`Transactions.restore`) may take in one attempt: long
+#: enough for a worker restoring every table from nothing.
+RESTORE_TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -289,45 +290,68 @@ class Transactions:
     def task(self, agent: str, partition: int) -> Task | None:
         return self.tasks.get((agent, partition))
 
+    async def restore(self, applied: dict[tuple[str, int], int | None], apply, *, still_wanted=lambda: True
+                      ) -> dict[tuple[str, int], int]:
+        """Reads each changelog partition of `applied` ((topic, partition) → the offset of the last
+        record the local table holds, None: none) from past that offset to its end, handing the records
+        to `apply((topic, partition), records)` in order (in a worker thread); returns how many each had.
+
+        This, not Faust's recovery, makes the tables current (`streams.worker.wiring`): on assignment,
+        after the fence, for every table partition now active here (nobody else writes them then, so
+        the ends are final), and again before a restarted task's first batch (`catch_up`). Faust's
+        recovery (standby reading cut short, no recovery at the next assignment) has let a worker woken
+        from SIGSTOP take a partition over with the tables it had before the freeze, and skipped
+        changelog records a standby should have applied: account versions forked, transfer views froze.
+        A failed read is tried again (a broker restarting) for as long as `still_wanted()`."""
+        starts = {where: (offset + 1 if offset is not None else 0) for where, offset in applied.items()}
+        loop = asyncio.get_running_loop()
+
+        def apply_on_loop(where, records) -> None:
+            # Tables are written on the event loop only: between batches' synchronous steps, never
+            # beside one, and RocksDB databases are opened by one thread.
+            asyncio.run_coroutine_threadsafe(_call(apply, where, records), loop).result()
+        delay = 0.5
+        while starts:
+            try:
+                return await loop.run_in_executor(self._pool, read_tails, self.settings, starts, apply_on_loop,
+                                                  RESTORE_TIMEOUT_S)
+            except Exception as exc:
+                if not still_wanted():
+                    raise
+                log.warning("reading %d changelog partitions to their end failed (%s); trying again in %.1f s",
+                            len(starts), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        return {}
+
+    def restored(self, partitions: Iterable[int]) -> None:
+        """The tables of `partitions` are current: their tasks need no catch-up."""
+        partitions = set(partitions)
+        for (agent, partition), task in self.tasks.items():
+            if partition in partitions:
+                task.caught_up = True
+
     def needs_catch_up(self, agent: str, partition: int) -> bool:
         task = self.tasks.get((agent, partition))
         return task is not None and task.active and not task.caught_up
 
-    async def catch_up(self, agent: str, partition: int, applied: dict[str, int | None]
-                       ) -> dict[str, list[tuple[int, bytes, bytes | None]]]:
-        """The committed records of the task's changelogs (topic → the offset of the last record its
-        local table holds, None: none) after those offsets, to their end; the task is then caught up.
-
-        Faust's recovery is meant to leave nothing here, but it has let a worker take a partition over
-        with the tables it had before it was frozen (standby reading cut short, no recovery at the
-        next assignment): processing on them forked account versions. Read after the fence (the task
-        exists only once `init_transactions` returned) and before the task's first batch, the end is
-        final: this task is the only writer of these changelog partitions."""
+    async def catch_up(self, agent: str, partition: int, applied: dict[str, int | None], apply) -> dict[str, int]:
+        """A task's tables (changelog topic → the offset of the last record its local table holds) read
+        forward to their changelogs' end before its first batch (`restore`): for a task restarted in
+        place after a failed transaction, whose batch may have committed after all. Returns the records
+        found per changelog (none, normally)."""
         task = self.tasks.get((agent, partition))
         if task is None or task.caught_up:
             return {}
-        starts = {(topic, partition): (offset + 1 if offset is not None else 0) for topic, offset in applied.items()}
-        tails: dict = {}
-        delay = 0.5
-        while starts:
-            try:
-                tails = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, read_tails, self.settings, starts, CATCH_UP_TIMEOUT_S)
-                break
-            except Exception as exc:  # the cluster unwell (a broker restarting): nothing is processed meanwhile
-                if self.tasks.get((agent, partition)) is not task or not task.active:
-                    return {}  # revoked meanwhile: its records are refused, the next owner catches up
-                log.warning("%s[%d]: reading its changelogs to their end failed (%s); trying again in %.1f s",
-                            agent, partition, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        counts = await self.restore({(topic, partition): offset for topic, offset in applied.items()},
+                                    lambda where, records: apply(where[0], records),
+                                    still_wanted=lambda: self.tasks.get((agent, partition)) is task and task.active)
         task.caught_up = True
-        behind = {topic: tails[(topic, partition)] for topic in applied if tails.get((topic, partition))}
-        for topic, records in behind.items():
-            log.warning("%s[%d]: its table was %d records behind %s (local state at %s, the changelog at %d); "
-                        "read forward before processing", agent, partition, len(records), topic, applied[topic],
-                        records[-1][0])
-            self.on_behind(agent, topic, len(records))
+        behind = {topic: count for (topic, _), count in counts.items() if count}
+        for topic, count in behind.items():
+            log.warning("%s[%d]: its table was %d records behind %s (local state at %s); read forward before "
+                        "processing", agent, partition, count, topic, applied[topic])
+            self.on_behind(agent, topic, count)
         return behind
 
     def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool:
@@ -557,6 +581,10 @@ async def _watched(job: asyncio.Future):
     except asyncio.TimeoutError:
         job.add_done_callback(lambda done: done.exception())  # whatever it ends with, nobody waits for it now
         return TransactionFailed(f"no answer after {HUNG_AFTER_S:.0f} s")
+
+
+async def _call(function, *args):
+    return function(*args)
 
 
 def _produce(producer: Producer, topic: str, **record) -> None:

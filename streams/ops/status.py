@@ -75,7 +75,7 @@ def collect(settings: Settings, timeout: float = 10.0) -> dict:
     }
     names = sorted(name for name in metadata.topics if not name.startswith("__"))
 
-    # Faust assigns a table's changelog partitions to the active worker and its standbys: several holders.
+    # A changelog partition can have several holders (a standby replica, when Faust is given any).
     owners: dict[tuple[str, int], list[str]] = {}
     members = []
     for member in sorted(group.members, key=lambda m: (m.client_id, m.member_id)):

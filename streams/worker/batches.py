@@ -113,12 +113,19 @@ class BatchedTable(MutableMapping):
         self._pending.clear()
         self.partition = None
 
-    def apply(self, partition: int, entries: list[tuple[bytes, bytes | None]], changelog_offset: int | None,
-              *, sent: bool = True) -> None:
+    def apply(self, partition: int, entries: list[tuple[bytes, bytes | None]], changelog_offset: int | None) -> None:
         """Writes committed entries to the partition's RocksDB, with the changelog offset they reach in
-        the same WriteBatch: local state is then always a prefix of the committed changelog. `sent`:
-        this worker's own (counted as sent), not read from the changelog."""
+        the same WriteBatch: local state is then always a prefix of the committed changelog."""
         self.partition = None
+        self._write(partition, entries, changelog_offset)
+        self.on_sent(self.changelog, len(entries))
+
+    def restore(self, partition: int, records: list[tuple[int, bytes, bytes | None]]) -> None:
+        """Applies (offset, key, value) records read from the partition's changelog, in order (between
+        batches or before one: a batch's own partition is left alone)."""
+        self._write(partition, [(key, value) for _, key, value in records], records[-1][0])
+
+    def _write(self, partition: int, entries: list[tuple[bytes, bytes | None]], changelog_offset: int | None) -> None:
         store = self.table.data
         db_for_partition = getattr(store, "_db_for_partition", None)
         if db_for_partition is None:  # the in-memory store (tests): keys as given (unencoded)
@@ -137,8 +144,6 @@ class BatchedTable(MutableMapping):
         if changelog_offset is not None:
             batch.put(store.offset_key, str(changelog_offset).encode())
         db_for_partition(partition).write(batch)
-        if sent:
-            self.on_sent(self.changelog, len(entries))
 
     @property
     def changelog(self) -> str:

@@ -3,6 +3,7 @@ records through the service, then the batch's effects committed through a `Sink`
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from ..services.handling import KeyPrefixed, Origin, Outgoing
 from .batches import BatchedTable, coalesce
 from .metrics import Metrics
 
+log = logging.getLogger(__name__)
+
 
 class Sink(Protocol):
     """Where a batch's effects go: the transactions (a worker) or a recording emitter (component tests)."""
@@ -28,8 +31,7 @@ class Sink(Protocol):
 
     def needs_catch_up(self, agent: str, partition: int) -> bool: ...
 
-    async def catch_up(self, agent: str, partition: int, applied: dict[str, int | None]
-                       ) -> dict[str, list[tuple[int, bytes, bytes | None]]]: ...
+    async def catch_up(self, agent: str, partition: int, applied: dict[str, int | None], apply) -> dict[str, int]: ...
 
     async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]: ...
 
@@ -50,7 +52,7 @@ class LocalSink:
     def needs_catch_up(self, agent: str, partition: int) -> bool:
         return False  # nothing but this process writes the tables
 
-    async def catch_up(self, agent: str, partition: int, applied: dict[str, int | None]) -> dict:
+    async def catch_up(self, agent: str, partition: int, applied: dict[str, int | None], apply) -> dict:
         return {}
 
     async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]:
@@ -133,6 +135,27 @@ class Pipeline:
         return self.tables[table] if generation == 0 else KeyPrefixed(self.tables[table], prefix(generation))
 
 
+async def restore_tables(writers: Iterable[BatchedTable], transactions, changelog_tps, still_wanted) -> None:
+    """Every table partition of `changelog_tps` (those now active here) read from its local offset to
+    the end of its changelog (`Transactions.restore`); their tasks then need no catch-up."""
+    by_changelog = {table.changelog: table for table in writers}
+    applied = {(tp.topic, tp.partition): by_changelog[tp.topic].persisted_offset(tp.partition)
+               for tp in changelog_tps if tp.topic in by_changelog}
+    if not applied:
+        return
+    started = time.monotonic()
+    try:
+        counts = await transactions.restore(
+            applied, lambda where, records: by_changelog[where[0]].restore(where[1], records), still_wanted=still_wanted)
+    except Exception as exc:  # only once no longer wanted: another rebalance restores what it assigns
+        log.info("restoring %d table partitions given up: rebalanced again (%s)", len(applied), exc)
+        return
+    transactions.restored({partition for _, partition in applied})
+    read = sum(counts.values())
+    log.info("%d table partitions restored to their changelogs' end in %.2f s (%d records read)",
+             len(applied), time.monotonic() - started, read)
+
+
 OUTCOMES = topics.COMMAND_OUTCOMES.name
 OUTCOME_TABLE = "command_to_outcome"  # the outcome view's table: its waiters are the `?wait=` of POSTs
 
@@ -172,14 +195,11 @@ class Batch:
             raise
 
     async def _catch_up(self, partition: int) -> None:
-        """Before a task's first batch: its tables read forward to the end of their changelogs."""
-        written = self.written
-        tails = await self.sink.catch_up(self.agent, partition,
-                                         {table.changelog: table.persisted_offset(partition) for table in written})
-        for table in written:
-            records = tails.get(table.changelog)
-            if records:
-                table.apply(partition, [(key, value) for _, key, value in records], records[-1][0], sent=False)
+        """Before a restarted task's first batch: its tables read forward to the end of their changelogs."""
+        by_changelog = {table.changelog: table for table in self.written}
+        await self.sink.catch_up(self.agent, partition,
+                                 {changelog: table.persisted_offset(partition) for changelog, table in by_changelog.items()},
+                                 lambda changelog, records: by_changelog[changelog].restore(partition, records))
 
     async def _run(self, events) -> None:
         started = time.monotonic()

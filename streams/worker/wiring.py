@@ -22,7 +22,7 @@ from .app import end_recovery_past_markers, fence_before_recovery, rejoin_group,
 from .batches import BatchedTable, take_batches
 from .liveness import watch as watch_for_stalls
 from .metrics import instrument
-from .pipeline import Batch, Emitter, LocalSink, Pipeline, Sink
+from .pipeline import Batch, Emitter, LocalSink, Pipeline, Sink, restore_tables
 from .view_agent import ViewAgent
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
             shared=(topics.VIEW_REBUILD.name,), hold_path=os.environ.get("BANK_TEST_HOLD_BEFORE_COMMIT"))
         sink.seek = lambda tp, offset: app.consumer.seek(tp, offset)
         sink.rejoin = lambda: rejoin_group(app)
-        fence_before_recovery(app, sink)
+        fence_before_recovery(app, sink, lambda actives, still_wanted: restore_tables(
+            writers.values(), sink, actives, still_wanted))
         end_recovery_past_markers(app)
         skip_untracked_changelog_events(app)
 

@@ -1,12 +1,14 @@
-"""Before a task's first batch its tables are read forward to the end of their changelogs
-(`Transactions.catch_up`), whatever Faust's recovery left: the batch then decides on current state."""
+"""Tables brought to their changelogs' end: every partition assigned, before anything runs
+(`restore_tables`), and a restarted task's before its first batch (`Transactions.catch_up`)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+from faust.types import TP
+
 from harness import scenario
 from streams.contract import topics
-from streams.worker.pipeline import Batch
+from streams.worker.pipeline import Batch, restore_tables
 
 ACCOUNTS = "process_account_commands"
 STATE = "account_to_state"
@@ -24,11 +26,13 @@ class BehindSink:
     def needs_catch_up(self, agent, partition):
         return (agent, partition) not in self.done
 
-    async def catch_up(self, agent, partition, applied):
+    async def catch_up(self, agent, partition, applied, apply):
         self.asked.append((agent, partition, applied))
         self.done.add((agent, partition))
         changelog = next(iter(applied))
-        return {changelog: self.tail}
+        if self.tail:
+            apply(changelog, self.tail)
+        return {changelog: len(self.tail)}
 
     def accepts(self, agent, topic, partition, offset):
         return True
@@ -76,3 +80,34 @@ async def test_given_a_task_caught_up_when_more_batches_come_then_its_changelogs
     assert len(sink.asked) == 1
     assert [effect.offsets for effect in sink.committed] == [{topics.ACCOUNT_COMMANDS.name: 1},
                                                             {topics.ACCOUNT_COMMANDS.name: 2}]
+
+
+class Restoring:
+    """The transactions' side of restore_tables: what was asked, and a changelog tail to hand back."""
+
+    def __init__(self, tails):
+        self.tails = tails
+        self.asked: dict = {}
+        self.restored_partitions: set = set()
+
+    async def restore(self, applied, apply, still_wanted):
+        self.asked = dict(applied)
+        for where, records in self.tails.items():
+            apply(where, records)
+        return {where: len(self.tails.get(where, ())) for where in applied}
+
+    def restored(self, partitions):
+        self.restored_partitions |= set(partitions)
+
+
+@scenario
+async def test_given_partitions_assigned_then_their_tables_are_restored_to_the_changelogs_end_before_anything_runs(bank):
+    state = bank.pipeline.writers[STATE]
+    transactions = Restoring({(state.changelog, 2): [(4, b"state:A", b"a1"), (9, b"state:A", b"a2")]})
+    actives = {TP(state.changelog, 2), TP(topics.ACCOUNT_COMMANDS.name, 2)}  # a source partition is not a table
+
+    await restore_tables(bank.pipeline.writers.values(), transactions, actives, lambda: True)
+
+    assert transactions.asked == {(state.changelog, 2): None}
+    assert transactions.restored_partitions == {2}
+    assert bank.pipeline.tables[STATE].get("state:A") == b"a2"

@@ -90,7 +90,7 @@ def test_a_worker_joining_and_one_leaving_mid_storm_keeps_queries_answered_and_t
         time.sleep(2)
         joiner.start()
         # Faust's assignor is sticky: with 4 partitions the two workers keep 2 each and the joiner
-        # gets none (only standbys) until someone leaves. So wait for it to be up, not to own work.
+        # gets none until someone leaves. So wait for it to be up, not to own work.
         wait_until_healthy(joiner)
         wait_until_serving([stayer, leaver])
         querier.targets.append(joiner.url)
