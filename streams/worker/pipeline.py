@@ -135,12 +135,24 @@ class Pipeline:
         return self.tables[table] if generation == 0 else KeyPrefixed(self.tables[table], prefix(generation))
 
 
+#: How many times (a second apart) restore_tables tries to open a table partition's database.
+OPEN_ATTEMPTS = 30
+
+
 async def restore_tables(writers: Iterable[BatchedTable], transactions, changelog_tps, still_wanted) -> None:
     """Every table partition of `changelog_tps` (those now active here) read from its local offset to
     the end of its changelog (`Transactions.restore`); their tasks then need no catch-up."""
     by_changelog = {table.changelog: table for table in writers}
-    applied = {(tp.topic, tp.partition): by_changelog[tp.topic].persisted_offset(tp.partition)
-               for tp in changelog_tps if tp.topic in by_changelog}
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            applied = {(tp.topic, tp.partition): by_changelog[tp.topic].persisted_offset(tp.partition)
+                       for tp in changelog_tps if tp.topic in by_changelog}
+            break
+        except Exception as exc:  # a database still locked by its handle from before a revocation (Faust retries too)
+            if attempt == OPEN_ATTEMPTS - 1 or not still_wanted():
+                raise
+            log.info("opening a table partition to restore it failed (%s); trying again in 1 s", exc)
+            await asyncio.sleep(1.0)
     if not applied:
         return
     started = time.monotonic()
