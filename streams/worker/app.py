@@ -46,8 +46,8 @@ def create_app(settings: Settings, **overrides) -> faust.App:
         stream_wait_empty=False,
         table_cleanup_interval=30.0,
         # No standby replicas (Kafka Streams' default too): a partition taken over is restored from its
-        # changelog by streams.worker.pipeline.restore_tables. Faust's standby reading has skipped
-        # records while advancing its offsets (a transfer view froze in the SIGSTOP test).
+        # changelog by streams.worker.pipeline.restore_tables. A standby here lacked changelog records
+        # its offsets said it had applied, and froze transfer views when it became active (SIGSTOP test).
         table_standby_replicas=0,
         web_host=settings.web_host,
         web_bind=settings.web_host,
