@@ -6,7 +6,7 @@ import time
 
 from dataclasses import dataclass
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from ..contract import topics
@@ -235,3 +235,12 @@ def metadata_brokers(bootstrap: str, timeout: float) -> set[int] | None:
     except KafkaException:
         return None
     return set(md.brokers)
+
+
+def topic_ids(settings: Settings, names: list[str], timeout: float = 30.0) -> dict[str, str]:
+    """Each topic's id: a topic deleted and created again under the same name gets a new one."""
+    if not names:
+        return {}
+    admin = AdminClient(settings.confluent_config(logger=quiet_logger()))
+    futures = admin.describe_topics(TopicCollection(sorted(set(names))), request_timeout=timeout)
+    return {name: str(future.result(timeout).topic_id) for name, future in futures.items()}

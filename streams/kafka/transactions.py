@@ -44,6 +44,7 @@ from ..contract import topics
 from ..config import Settings
 from ..services.handling import Outgoing
 from .producer import producer_config
+from .admin import topic_ids
 from .reader import quiet_logger, read_tails
 
 # librdkafka's own log lines go through logging, fatal ones only: its warnings and errors here are
@@ -310,19 +311,30 @@ class Transactions:
             # Tables are written on the event loop only: between batches' synchronous steps, never
             # beside one, and RocksDB databases are opened by one thread.
             asyncio.run_coroutine_threadsafe(_call(apply, where, records), loop).result()
+        if not starts:
+            return {}
+        return await self._retrying(f"reading {len(starts)} changelog partitions to their end", still_wanted,
+                                    read_tails, self.settings, starts, apply_on_loop, RESTORE_TIMEOUT_S)
+
+    async def topic_ids(self, names: list[str], *, still_wanted=lambda: True) -> dict[str, str]:
+        """The changelogs' topic ids: a changelog recreated (`bank replay state`) has a new one, and a
+        local table holding an earlier one is not a prefix of it, whatever its offset says."""
+        return await self._retrying("reading the changelogs' topic ids", still_wanted, topic_ids, self.settings,
+                                    names, COMMIT_TIMEOUT_S)
+
+    async def _retrying(self, what: str, still_wanted, function, *args):
+        """`function(*args)` in a worker thread, tried again while it fails (the cluster unwell, a broker
+        restarting) and `still_wanted()`."""
         delay = 0.5
-        while starts:
+        while True:
             try:
-                return await loop.run_in_executor(self._pool, read_tails, self.settings, starts, apply_on_loop,
-                                                  RESTORE_TIMEOUT_S)
+                return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
             except Exception as exc:
                 if not still_wanted():
                     raise
-                log.warning("reading %d changelog partitions to their end failed (%s); trying again in %.1f s",
-                            len(starts), exc, delay)
+                log.warning("%s failed (%s); trying again in %.1f s", what, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        return {}
 
     def restored(self, partitions: Iterable[int]) -> None:
         """The tables of `partitions` are current: their tasks need no catch-up."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Callable, Iterator, MutableMapping
 
 from mode.utils.futures import maybe_async
@@ -85,6 +86,41 @@ class BatchedTable(MutableMapping):
             return None
         value = db_for_partition(partition).get(store.offset_key)
         return int(value) if value is not None else None
+
+    def changelog_id(self, partition: int) -> str | None:
+        """The topic id of the changelog the partition's local database was built from (None: unknown)."""
+        path = self._id_file(partition)
+        try:
+            return path.read_text().strip() or None if path is not None else None
+        except FileNotFoundError:
+            return None
+
+    def set_changelog_id(self, partition: int, topic_id: str) -> None:
+        path = self._id_file(partition)
+        if path is not None:
+            temporary = path.with_name(path.name + ".tmp")
+            temporary.write_text(topic_id)
+            temporary.replace(path)
+
+    def _id_file(self, partition: int) -> Path | None:
+        # Beside the database, not in it: Faust's iteration of a table skips only its own offset key.
+        partition_path = getattr(self.table.data, "partition_path", None)
+        if partition_path is None:  # the in-memory store (tests): nothing outlives the process
+            return None
+        path = Path(partition_path(partition))
+        return path.with_name(path.name + ".changelog-id")
+
+    def clear(self, partition: int) -> None:
+        """Deletes everything the partition's local database holds, its changelog offset included."""
+        store = self.table.data
+        db_for_partition = getattr(store, "_db_for_partition", None)
+        if db_for_partition is None:
+            return
+        db = db_for_partition(partition)
+        batch = WriteBatch(raw_mode=True)
+        for key in db.keys():
+            batch.delete(key)
+        db.write(batch)
 
     # -- writes -----------------------------------------------------------------------------------
     def __setitem__(self, key: str, value: bytes) -> None:

@@ -141,31 +141,56 @@ OPEN_ATTEMPTS = 30
 
 async def restore_tables(writers: Iterable[BatchedTable], transactions, changelog_tps, still_wanted) -> None:
     """Every table partition of `changelog_tps` (those now active here) read from its local offset to
-    the end of its changelog (`Transactions.restore`); their tasks then need no catch-up."""
+    the end of its changelog (`Transactions.restore`); their tasks then need no catch-up.
+
+    A local database built from an earlier incarnation of its changelog (recreated by `bank replay
+    state` since: another topic id) or of unknown origin is emptied first and restored from the start:
+    its offset means nothing in the new changelog (a worker that had owned a partition long ago missed
+    the accounts opened since, and refused their deposits)."""
     by_changelog = {table.changelog: table for table in writers}
-    for attempt in range(OPEN_ATTEMPTS):
-        try:
-            applied = {(tp.topic, tp.partition): by_changelog[tp.topic].persisted_offset(tp.partition)
-                       for tp in changelog_tps if tp.topic in by_changelog}
-            break
-        except Exception as exc:  # a database still locked by its handle from before a revocation (Faust retries too)
-            if attempt == OPEN_ATTEMPTS - 1 or not still_wanted():
-                raise
-            log.info("opening a table partition to restore it failed (%s); trying again in 1 s", exc)
-            await asyncio.sleep(1.0)
-    if not applied:
+    wanted = sorted((tp.topic, tp.partition) for tp in changelog_tps if tp.topic in by_changelog)
+    if not wanted:
         return
     started = time.monotonic()
     try:
+        ids = await transactions.topic_ids(sorted({topic for topic, _ in wanted}), still_wanted=still_wanted)
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                applied = {where: local_offset(by_changelog[where[0]], where[1], ids[where[0]]) for where in wanted}
+                break
+            except Exception as exc:  # a database still locked by its handle from before a revocation (Faust retries too)
+                if attempt == OPEN_ATTEMPTS - 1 or not still_wanted():
+                    raise
+                log.info("opening a table partition to restore it failed (%s); trying again in 1 s", exc)
+                await asyncio.sleep(1.0)
         counts = await transactions.restore(
             applied, lambda where, records: by_changelog[where[0]].restore(where[1], records), still_wanted=still_wanted)
-    except Exception as exc:  # only once no longer wanted: another rebalance restores what it assigns
-        log.info("restoring %d table partitions given up: rebalanced again (%s)", len(applied), exc)
+    except Exception as exc:
+        if still_wanted():
+            raise
+        log.info("restoring %d table partitions given up: rebalanced again (%s)", len(wanted), exc)
         return
-    transactions.restored({partition for _, partition in applied})
-    read = sum(counts.values())
+    for changelog, partition in wanted:
+        table = by_changelog[changelog]
+        if table.changelog_id(partition) != ids[changelog]:
+            table.set_changelog_id(partition, ids[changelog])
+    transactions.restored({partition for _, partition in wanted})
     log.info("%d table partitions restored to their changelogs' end in %.2f s (%d records read)",
-             len(applied), time.monotonic() - started, read)
+             len(wanted), time.monotonic() - started, sum(counts.values()))
+
+
+def local_offset(table: BatchedTable, partition: int, changelog_id: str) -> int | None:
+    """The offset the partition's local database holds in the changelog `changelog_id`; None (after
+    emptying it) when it was built from another changelog or nobody knows which."""
+    offset = table.persisted_offset(partition)
+    known = table.changelog_id(partition)
+    if known == changelog_id or (known is None and offset is None):
+        return offset
+    log.warning("%s[%d]: the local table was built from %s (local offset %s), not from the changelog there now "
+                "(%s): emptied and restored from the start", table.changelog, partition,
+                f"changelog {known}" if known else "an unknown changelog", offset, changelog_id)
+    table.clear(partition)
+    return None
 
 
 OUTCOMES = topics.COMMAND_OUTCOMES.name

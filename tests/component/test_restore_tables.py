@@ -99,6 +99,9 @@ class Restoring:
     def restored(self, partitions):
         self.restored_partitions |= set(partitions)
 
+    async def topic_ids(self, names, still_wanted):
+        return {name: f"id-of-{name}" for name in names}
+
 
 @scenario
 async def test_given_partitions_assigned_then_their_tables_are_restored_to_the_changelogs_end_before_anything_runs(bank):

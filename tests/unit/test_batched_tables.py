@@ -9,6 +9,7 @@ from rocksdict import Options, Rdict
 
 from streams.contract.avro import Codec
 from streams.worker.batches import BatchedTable, coalesce
+from streams.worker.pipeline import local_offset
 from streams.domain import accounts
 from streams.services.commands import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor
 from streams.services.handling import KeyPrefixed, Origin, Outgoing
@@ -31,10 +32,13 @@ class RocksStore:
 
     def _db_for_partition(self, partition: int) -> Rdict:
         if partition not in self._dbs:
-            self._dbs[partition] = Rdict(str(self.path / f"p{partition}.db"), Options(raw_mode=True))
+            self._dbs[partition] = Rdict(str(self.partition_path(partition)), Options(raw_mode=True))
         return self._dbs[partition]
 
     offset_key = b"__faust\0offset__"  # where Faust's RocksDB store keeps a partition's changelog offset
+
+    def partition_path(self, partition: int):
+        return self.path / f"p{partition}.db"
 
 
 class FaustTable:
@@ -116,6 +120,25 @@ def test_given_records_read_from_the_changelog_when_restored_then_the_last_of_ea
     db = table.table.data._dbs[1]
     assert (db.get(b"state:A"), db.get(b"state:B"), table.persisted_offset(1)) == (b"a2", None, 6)
     assert sent == [] and table.partition == 0
+
+
+def test_given_a_table_built_from_the_changelog_there_now_then_its_offset_is_kept(table):
+    table.restore(1, [(3, b"state:A", b"a")])
+    table.set_changelog_id(1, "id-1")
+    assert local_offset(table, 1, "id-1") == 3 and table.table.data._dbs[1].get(b"state:A") == b"a"
+
+
+def test_given_a_table_built_from_an_earlier_changelog_then_it_is_emptied_and_read_from_the_start(table):
+    table.restore(1, [(40, b"state:A", b"a")])
+    table.set_changelog_id(1, "id-before-replay")
+    assert local_offset(table, 1, "id-after-replay") is None
+    assert table.table.data._dbs[1].get(b"state:A") is None and table.persisted_offset(1) is None
+
+
+def test_given_a_table_of_unknown_origin_then_it_is_emptied_but_a_new_empty_one_is_not_an_error(table):
+    table.restore(2, [(7, b"state:B", b"b")])  # an offset, and no changelog id: written before ids were kept
+    assert local_offset(table, 2, "id") is None and table.persisted_offset(2) is None
+    assert local_offset(table, 3, "id") is None  # nothing on disk: read from the start, nothing to empty
 
 
 def test_given_a_key_written_twice_when_taken_then_it_comes_once_at_the_place_of_its_last_write(table):
