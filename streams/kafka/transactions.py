@@ -310,7 +310,7 @@ class Transactions:
         def apply_on_loop(where, records) -> None:
             # Tables are written on the event loop only: between batches' synchronous steps, never
             # beside one, and RocksDB databases are opened by one thread.
-            asyncio.run_coroutine_threadsafe(_call(apply, where, records), loop).result()
+            asyncio.run_coroutine_threadsafe(as_coroutine(apply, where, records), loop).result()
         if not starts:
             return {}
         return await self._retrying(f"reading {len(starts)} changelog partitions to their end", still_wanted,
@@ -595,7 +595,8 @@ async def _watched(job: asyncio.Future):
         return TransactionFailed(f"no answer after {HUNG_AFTER_S:.0f} s")
 
 
-async def _call(function, *args):
+async def as_coroutine(function, *args):
+    """`function(*args)` as a coroutine, for APIs that run only those (on another thread's loop)."""
     return function(*args)
 
 

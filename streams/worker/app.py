@@ -14,7 +14,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer as
 
 from ..config import Settings
 from ..contract import topics
-from ..kafka.transactions import Transactions
+from ..kafka.transactions import Transactions, as_coroutine
 from . import store
 from .liveness import position_of
 
@@ -210,7 +210,7 @@ class TransactionalConsumer(AIOKafkaDriverConsumer):
     async def _seek(self, partition, offset: int) -> None:
         # On the consumer's thread, like every other seek, so its tick orders it against the fetches.
         thread = self._thread
-        await thread.call_thread(_call, thread.seek, partition, offset)
+        await thread.call_thread(as_coroutine, thread.seek, partition, offset)
 
     async def _drain_messages(self, fetcher) -> None:
         """Faust's fetch loop (`Consumer._drain_messages`), handing each record on with a plain await.
@@ -338,10 +338,6 @@ async def not_overtaken(records, fence: SeekFence, fetched_at, read_offset):
                 read_offset[tp] = seek[1]
             else:
                 read_offset.pop(tp, None)
-
-
-async def _call(function, *args):
-    return function(*args)
 
 
 class BankApp(faust.App):

@@ -90,10 +90,9 @@ class BatchedTable(MutableMapping):
     def changelog_id(self, partition: int) -> str | None:
         """The topic id of the changelog the partition's local database was built from (None: unknown)."""
         path = self._id_file(partition)
-        try:
-            return path.read_text().strip() or None if path is not None else None
-        except FileNotFoundError:
+        if path is None or not path.exists():
             return None
+        return path.read_text().strip() or None
 
     def set_changelog_id(self, partition: int, topic_id: str) -> None:
         path = self._id_file(partition)

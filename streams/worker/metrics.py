@@ -77,9 +77,9 @@ class Metrics:
             "so the rebalance recovers the tables, instead of processing on stale state.", ["agent"],
             registry=registry)
         self.caught_up_records = Counter(
-            "bank_catch_up_records", "Changelog records a task found past its local table before its first "
-            "batch and applied first (Faust's recovery had left the table behind its changelog), by agent and "
-            "changelog.", ["agent", "changelog"], registry=registry)
+            "bank_catch_up_records", "Changelog records a task restarted in place found past its local "
+            "table before its first batch and applied first (its given-up transaction had committed after all), "
+            "by agent and changelog.", ["agent", "changelog"], registry=registry)
         self.transaction_seconds = Histogram(
             "bank_transaction_seconds", "Time from a batch's first transaction begun to its last committed (its "
             "input partitions commit concurrently).", ["agent"], buckets=PROCESSING_BUCKETS, registry=registry)
