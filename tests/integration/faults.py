@@ -76,6 +76,13 @@ def own_workers(settings: Settings, ports=OWN_WORKER_PORTS) -> Iterator[list[Wor
             worker.stop()
 
 
+#: How long a fault test waits, once its commands have outcomes, for every invariant to hold. Not a few
+#: seconds: a partition a SIGKILLed worker held stays unprocessed until its session times out (10 s) and
+#: the group rebalances and restores, and meanwhile no topic grows, which `settle` cannot tell from done
+#: (a churn run in CI read the log then, and found the views a step ahead of it by the time it read them).
+QUIESCE_S = 90.0
+
+
 def quiesce(settings: Settings, workers: list[Worker], timeout: float = 180.0) -> verify.Report:
     """Reads and checks the log until every invariant holds (work in flight shows as violations) or time
     runs out. A worker that exits fails the test: nothing here restarts one behind the test's back."""

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from conftest import Worker
-from faults import (EXTRA_WORKER_PORT, FAULTS_KAFKA_PORT, bank_verify, during, money_storm, own_kafka, own_workers,
-                    quiesce, settle)
+from faults import (EXTRA_WORKER_PORT, FAULTS_KAFKA_PORT, QUIESCE_S, bank_verify, during, money_storm, own_kafka,
+                    own_workers, quiesce, settle)
 from outside import (EVENT_TOPICS, OUTCOMES, OutcomeTail, Summary, check_account_views, check_command_views,
                      check_transfers, fold, one_outcome_each, outcomes_in, read_committed)
 from streams.client import BankClient, OutcomeReader
@@ -79,7 +79,7 @@ def test_a_worker_joining_and_leaving_every_few_seconds_loses_and_doubles_nothin
 
             quiet_from = time.monotonic()
             _, done = settle(settings, workers, tail, storm.command_ids, timeout=90)
-            report = quiesce(settings, workers, timeout=10)
+            report = quiesce(settings, workers, timeout=QUIESCE_S)
             summary.quiescence["after the churn"] = time.monotonic() - quiet_from
             summary.notes.append(f"settled={done}, verify: {report.summary_line()}")
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from faults import (FAULTS_KAFKA_PORT, assignment_of, bank_verify, during, group_settled, own_kafka, own_workers,
-                    quiesce, restart_from_kafka_alone, settle)
+from faults import (FAULTS_KAFKA_PORT, QUIESCE_S, assignment_of, bank_verify, during, group_settled, own_kafka,
+                    own_workers, quiesce, restart_from_kafka_alone, settle)
 from http_api import Api
 from outside import (EVENT_TOPICS, OUTCOMES, OutcomeTail, Summary, check_account_views, check_command_views,
                      check_customers, fold, one_outcome_each, outcomes_in, read_committed)
@@ -237,7 +237,7 @@ def test_customers_come_out_whole_while_one_worker_is_in_a_kill_9_loop(tmp_path)
 
             quiet_from = time.monotonic()
             _, done = settle(settings, workers, tail, commands, timeout=60)
-            report = quiesce(settings, workers, timeout=10)
+            report = quiesce(settings, workers, timeout=QUIESCE_S)
             summary.quiescence["after the loop"] = time.monotonic() - quiet_from
             summary.notes.append(f"after the loop: settled={done}, verify: {report.summary_line()}")
             check_everything("after the crash loop")
@@ -246,7 +246,7 @@ def test_customers_come_out_whole_while_one_worker_is_in_a_kill_9_loop(tmp_path)
             summary.faults.append(f"both workers stopped, local state wiped, started again (serving after {took:.0f}s)")
             quiet_from = time.monotonic()
             _, done = settle(settings, workers, tail, [], timeout=60)
-            report = quiesce(settings, workers, timeout=10)
+            report = quiesce(settings, workers, timeout=QUIESCE_S)
             summary.quiescence["after the restart from Kafka"] = time.monotonic() - quiet_from
             summary.notes.append(f"after the restart: settled={done}, verify: {report.summary_line()}")
             check_everything("after the restart from Kafka")

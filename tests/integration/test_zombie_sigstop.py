@@ -17,8 +17,8 @@ from decimal import Decimal
 
 import pytest
 
-from faults import (FAULTS_KAFKA_PORT, bank_verify, during, health_of, money_storm, own_kafka, own_workers,
-                    quiesce, restart_from_kafka_alone, settle)
+from faults import (FAULTS_KAFKA_PORT, QUIESCE_S, bank_verify, during, health_of, money_storm, own_kafka,
+                    own_workers, quiesce, restart_from_kafka_alone, settle)
 from outside import (EVENT_TOPICS, OUTCOMES, OutcomeTail, Summary, check_account_views, check_transfers, fold,
                      one_outcome_each, outcomes_in, read_committed)
 from streams.client import BankClient, OutcomeReader
@@ -77,7 +77,7 @@ def test_a_worker_frozen_past_its_session_timeout_and_woken_writes_nothing_twice
 
             quiet_from = time.monotonic()
             _, done = settle(settings, workers, tail, storm.command_ids, timeout=90)
-            report = quiesce(settings, workers, timeout=10)
+            report = quiesce(settings, workers, timeout=QUIESCE_S)
             summary.quiescence["after the storm"] = time.monotonic() - quiet_from
             summary.notes.append(f"after the storm: settled={done}, verify: {report.summary_line()}")
             before = fold(read_committed(settings, EVENT_TOPICS))
@@ -97,7 +97,7 @@ def test_a_worker_frozen_past_its_session_timeout_and_woken_writes_nothing_twice
             summary.commands["Deposit"] += len(final)
             quiet_from = time.monotonic()
             _, done = settle(settings, workers, tail, final.values(), timeout=90)
-            report = quiesce(settings, workers, timeout=10)
+            report = quiesce(settings, workers, timeout=QUIESCE_S)
             summary.quiescence["after the restart from Kafka"] = time.monotonic() - quiet_from
             summary.notes.append(f"after the restart: settled={done}, verify: {report.summary_line()}")
 
