@@ -17,6 +17,7 @@ from ..contract import topics
 from ..contract.avro import Codec
 from ..client import BankClient
 from ..kafka.producer import produce_when_room, producer_config
+from ..kafka.reader import work_left
 from ..domain import accounts
 from ..contract.jsonio import new_id
 from . import baselines
@@ -170,29 +171,12 @@ class DepositDriver:
         """Waits until `group` has committed every record of the topics it reads (the workers' other
         agents, e.g. the customer view, may still work through a burst after the account view is
         done): the next phase then starts on an idle pipeline. Returns the seconds waited."""
-        from confluent_kafka import Consumer, TopicPartition
         names = list(names or PEER_TOPICS.get(group, (topics.ACCOUNT_COMMANDS.name,)))
         if group == "streambank":
             names = [spec.name for spec in topics.ALL_TOPICS if spec not in (topics.DEADLETTER, topics.EMAIL_EVENTS)]
-        consumer = Consumer(self.env.settings.consumer_config(**{"group.id": group, "enable.auto.commit": False}))
         started = time.monotonic()
-        try:
-            metadata = consumer.list_topics(timeout=30)
-            partitions = [TopicPartition(t, p) for t in names for p in metadata.topics[t].partitions]
-            while time.monotonic() - started < timeout:
-                committed = consumer.committed(partitions, timeout=10)
-                behind = 0
-                for tp in committed:
-                    low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
-                    gap = max(0, high - max(tp.offset, low))
-                    # A transactional peer may commit the offset after its last record, short of the
-                    # commit marker that follows it: one offset per partition that is no work.
-                    behind += gap if gap > 1 or group not in PEER_TOPICS else 0
-                if behind == 0:
-                    break
-                time.sleep(0.25)
-        finally:
-            consumer.close()
+        while time.monotonic() - started < timeout and work_left(self.env.settings, group, names) > 0:
+            time.sleep(0.25)
         return time.monotonic() - started
 
     def close(self) -> None:

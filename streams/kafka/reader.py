@@ -261,3 +261,47 @@ def read_to_end(settings: Settings, names: Iterable[str], *, purpose: str, timeo
         return found, missing, records
     finally:
         reader.close()
+
+
+def work_left(settings: Settings, group: str, names: Iterable[str], timeout: float = 10.0) -> int:
+    """How many records of the topics `names` the consumer group `group` has yet to process: per
+    partition, its end offset less the group's committed offset, unless what lies between is only
+    transaction markers (a transactional reader commits one past its last record, and the commit
+    marker that follows is never given to anyone: a partition so ends short of its end offset).
+    Read committed, a partition ends at its last stable offset: the records of a transaction still
+    open are not work yet (their writer's input shows as not committed meanwhile)."""
+    with Reader(settings, "work-left", timeout) as reader:
+        found, _ = reader.ends(names)
+        partitions = [TopicPartition(t, p) for (t, p), (low, high) in found.items() if high > low]
+        if not partitions:
+            return 0
+        group_reader = Consumer(settings.consumer_config(**{
+            "group.id": group, "enable.auto.commit": False, "logger": quiet_logger()}))
+        try:
+            while True:
+                try:
+                    committed = group_reader.committed(partitions, timeout=reader.left())
+                    break
+                except KafkaException as exc:  # e.g. NOT_COORDINATOR while the offsets topic is set up
+                    if time.monotonic() > reader.deadline:
+                        raise OffsetsUnreadable(partitions[0].topic, partitions[0].partition, exc) from None
+                    time.sleep(0.1)
+        finally:
+            group_reader.close()
+        gaps = {}
+        for tp in committed:
+            low, high = found[(tp.topic, tp.partition)]
+            start = max(tp.offset, low)
+            if high > start:
+                gaps[(tp.topic, tp.partition)] = (start, high)
+        if not gaps:
+            return 0
+        # Does anything but markers lie in the gaps? A read from the committed offsets says.
+        with_records: set[Where] = set()
+        try:
+            for message in reader.read({w: high for w, (_, high) in gaps.items()},
+                                       {w: start for w, (start, _) in gaps.items()}, wait=0.1):
+                with_records.add((message.topic(), message.partition()))
+        except ReadTimeout as exc:  # a transaction opened since the ends were read: work in flight
+            with_records.update(exc.pending)
+        return sum(high - start for where, (start, high) in gaps.items() if where in with_records)
