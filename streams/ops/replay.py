@@ -36,6 +36,7 @@ from ..services.generations import Pointer, prefix
 from ..kafka.pointer import read_pointer, write_pointer
 from ..services.commands import COMMAND_PREFIX, STATE_PREFIX
 from ..services.handling import Origin
+from ..services.projections import FoldCodec
 from ..topology import VIEW_BY_NAME, VIEWS
 from ..contract.records import COMMAND_TYPES
 
@@ -133,24 +134,6 @@ def read(settings: Settings, names: Iterable[str], handle: Callable[[str, int, i
 
 
 # Folding the views -----------------------------------------------------------------------------------
-
-class FoldCodec:
-    """The workers' projectors, run over dicts, without a round trip through Avro per event: "encoding"
-    keeps the object, decoding an object returns it, and only the records read from Kafka are really
-    decoded. Each table entry is encoded once, when it is written out (`encoded`)."""
-
-    def __init__(self, codec: Codec):
-        self.codec = codec
-
-    def encode(self, record):
-        return record
-
-    def decode(self, data):
-        return self.codec.decode(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-
-    def encoded(self, value) -> bytes:
-        return bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else self.codec.encode(value)
-
 
 def _projector(view: str, codec: Codec, tables: dict[str, dict]):
     """The workers' projector of `view` (streams.topology), over `tables` (plain dicts)."""

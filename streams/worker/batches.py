@@ -36,10 +36,13 @@ class BatchedTable(MutableMapping):
     #: Told (changelog topic, records) when a partition's changelog records are acknowledged; streams.worker.metrics sets it.
     on_sent: Callable[[str, int], None] = staticmethod(lambda topic, count: None)
 
-    def __init__(self, table):
+    def __init__(self, table, encode: Callable[[object], bytes] | None = None):
         self.table = table
         self.partition: int | None = None  # of the record being processed; set by `streams.worker.pipeline.Batch`
-        self._pending: dict[tuple[int, bytes], bytes | None] = {}
+        #: Buffered writes: bytes, None (a delete), or a record (the view agents' FoldCodec), encoded with
+        #: `encode` when taken, so a key written many times in a batch is encoded once and read back as is.
+        self._pending: dict[tuple[int, bytes], object] = {}
+        self.encode = encode
 
     # -- reads ------------------------------------------------------------------------------------
     def get(self, key: str, default=None):
@@ -137,10 +140,12 @@ class BatchedTable(MutableMapping):
         self._pending[where] = value
 
     def take(self, partition: int) -> list[tuple[bytes, bytes | None]]:
-        """Removes and returns one partition's buffered entries, each key once at its last write."""
-        taken = [(key, value) for (p, key), value in self._pending.items() if p == partition]
+        """Removes and returns one partition's buffered entries, each key once at its last write, encoded."""
+        pending, encode = self._pending, self.encode
+        taken = [(key, value if value is None or value.__class__ is bytes else encode(value))
+                 for (p, key), value in pending.items() if p == partition]
         for key, _ in taken:
-            del self._pending[(partition, key)]
+            del pending[(partition, key)]
         return taken
 
     def discard(self) -> None:
@@ -183,6 +188,15 @@ class BatchedTable(MutableMapping):
     @property
     def changelog(self) -> str:
         return self.table.changelog_topic.get_topic_name()
+
+
+def encoded(records: list[Outgoing], encode: Callable[[object], bytes]) -> list[Outgoing]:
+    """The records with any value still a record (the view agents' FoldCodec) encoded: after `coalesce`,
+    so a summary superseded in the batch is never encoded."""
+    if all(r.value is None or r.value.__class__ is bytes for r in records):
+        return records
+    return [r if r.value is None or r.value.__class__ is bytes else
+            Outgoing(r.topic, r.key, encode(r.value), r.headers, r.latest_of) for r in records]
 
 
 def coalesce(records: list[Outgoing]) -> list[Outgoing]:

@@ -18,7 +18,7 @@ from ..services.generations import ServedGenerations, prefix
 from ..contract import topics
 from ..topology import VIEW_OF_TABLE
 from ..services.handling import KeyPrefixed, Origin, Outgoing
-from .batches import BatchedTable, coalesce
+from .batches import BatchedTable, coalesce, encoded
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -261,8 +261,9 @@ class Batch:
             keys.setdefault(partition, []).append(key_text(event))
         if not offsets:
             return
+        encode = pipeline.codec.encode
         effects = [PartitionEffects(partition, [(t.changelog, t.take(partition)) for t in written],
-                                    coalesce(records[partition]), offsets[partition])
+                                    encoded(coalesce(records[partition]), encode), offsets[partition])
                    for partition in offsets]
         for table in written:
             table.partition = None

@@ -17,6 +17,7 @@ from ..kafka.transactions import Transactions
 from ..services.commands import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor
 from ..services.handling import KeyPrefixed, Origin
 from ..services.privacy import KeyStore
+from ..services.projections import FoldCodec
 from ..http.api import register_routes
 from .app import end_recovery_past_markers, fence_before_recovery, rejoin_group, skip_untracked_changelog_events
 from .batches import BatchedTable, take_batches
@@ -99,7 +100,7 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
                                            help=table.holds)
     # What the agents write through: each table's single writer, batch by batch (streams.worker.batches).
     # The web views and timers read the Faust tables themselves.
-    writers = {name: BatchedTable(table) for name, table in tables.items()}
+    writers = {name: BatchedTable(table, codec.encode) for name, table in tables.items()}
     pipeline = Pipeline(app, settings, codec, faust_topics, tables, agents={}, writers=writers)
     forgets_to_purge: dict[tuple[str, int], int] = {}  # commands partition → offset of its last ForgetCustomer
 
@@ -149,9 +150,12 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
     for spec in topology.PROCESSORS:
         processors.append(processor(spec))
         declare_agent(spec, Batch(pipeline, spec.agent, processors[-1].process, written(spec), sink, answers=True))
+    # The projectors keep records, not bytes, in their tables and records during a batch (FoldCodec):
+    # each entry and each record sent is encoded once, when the batch is taken.
+    fold_codec = FoldCodec(codec)
     for spec in topology.VIEWS:
         projection = ViewAgent(spec.name, writers, pipeline.generations, codec, settings,
-                               lambda table, spec=spec: spec.projector(codec, table))
+                               lambda table, spec=spec: spec.projector(fold_codec, table))
         declare_agent(spec, Batch(pipeline, spec.agent, projection.handle, written(spec), sink, view=spec.table))
     pipeline.metrics = instrument(pipeline, tuple(processors))
     watch_for_stalls(pipeline)

@@ -8,11 +8,12 @@ import pytest
 from rocksdict import Options, Rdict
 
 from streams.contract.avro import Codec
-from streams.worker.batches import BatchedTable, coalesce
+from streams.worker.batches import BatchedTable, coalesce, encoded
 from streams.worker.pipeline import local_offset
 from streams.domain import accounts
 from streams.services.commands import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor
 from streams.services.handling import KeyPrefixed, Origin, Outgoing
+from streams.services.projections import AccountProjector, FoldCodec
 from streams.contract import topics
 
 CHANGELOG = "streambank-account_to_state-changelog"
@@ -185,6 +186,52 @@ def test_given_several_summaries_of_one_account_when_coalesced_then_only_the_las
 def test_given_no_record_that_supersedes_another_when_coalesced_then_all_are_kept_in_order():
     records = [Outgoing("t", "k", b"1"), Outgoing("t", "k", b"2")]
     assert coalesce(records) == records
+
+
+class CountingCodec(Codec):
+    """The real codec, counting what it encodes and decodes."""
+
+    def __init__(self):
+        super().__init__()
+        self.encodes = self.decodes = 0
+
+    def encode(self, record) -> bytes:
+        self.encodes += 1
+        return super().encode(record)
+
+    def decode(self, data):
+        self.decodes += 1
+        return super().decode(data)
+
+
+def test_given_a_projector_writing_one_account_many_times_in_a_batch_then_its_view_and_summary_are_encoded_once(tmp_path):
+    codec = CountingCodec()
+    views, history = (BatchedTable(FaustTable(RocksStore(tmp_path / name)), codec.encode) for name in ("v", "h"))
+    projector = AccountProjector(FoldCodec(codec), views, history)
+    events = [accounts.AccountOpened(event_id="e1", aggregate_id="A", version=1, occurred_at=1, command_id="o1",
+                                     customer_id="C", title="t", description="", initial_balance=Decimal("0.00"))]
+    events += [accounts.MoneyDeposited(event_id=f"e{v}", aggregate_id="A", version=v, occurred_at=v,
+                                       command_id=f"d{v}", amount=Decimal("1.00"), balance=Decimal(v - 1))
+               for v in range(2, 6)]
+    raw = [codec.encode(event) for event in events]
+    codec.encodes = 0
+    views.partition = history.partition = 0
+    records = [r for offset, value in enumerate(raw)
+               for r in projector.project(b"A", value, Origin(topics.ACCOUNT_EVENTS.name, 0, offset))]
+    assert codec.decodes == 5 and codec.encodes == 0  # the events only: the view is read back as written
+
+    sent = encoded(coalesce(records), codec.encode)
+    view_entries, history_entries = views.take(0), history.take(0)
+    assert codec.encodes == 1 + 1 + 5  # the last summary, the last view, a statement entry per event
+    assert [r.key for r in sent] == ["C"] and codec.decode(sent[0].value).balance == Decimal("4.00")
+    assert [key for key, _ in view_entries] == [b"A"]
+    assert codec.decode(view_entries[0][1]).version == 5
+    assert len(history_entries) == 5 and all(value.__class__ is bytes for _, value in history_entries)
+
+
+def test_given_records_already_encoded_when_encoding_a_batch_then_they_are_sent_as_they_are():
+    records = [Outgoing("t", "k", b"1"), Outgoing("t", "k", None)]
+    assert encoded(records, lambda record: pytest.fail("nothing to encode")) is records
 
 
 def test_given_a_dedup_record_whose_state_write_was_lost_when_the_command_comes_again_then_its_events_are_applied():

@@ -13,7 +13,8 @@ from streams.domain.accounts import AccountOpened, MoneyDeposited, MoneyWithdraw
 from streams.services.generations import Pointer, handoff_key, prefix, strip
 from streams.services.projections import AccountProjector
 from streams.services.handling import Origin
-from streams.ops.replay import FoldCodec, _projector
+from streams.ops.replay import _projector
+from streams.services.projections import FoldCodec
 
 CODEC = Codec()
 
