@@ -23,10 +23,11 @@ demo: $(STAMP)
 	$(BIN)/bank demo
 
 ## make test: unit, component and integration tests; integration tests start and stop the real broker and
-## the Schema Registry (built once with Maven, cached in .bank/registry/app like the Kafka jars)
+## the Schema Registry (built once with Maven, cached in .bank/registry/app like the Kafka jars). Two
+## pytest-xdist workers, a module each at a time, on ports 1000 apart (tests/integration/conftest.py)
 test: $(STAMP) $(CHROMIUM)
 	BANK_REGISTRY_APP=$${BANK_REGISTRY_APP:-$(CURDIR)/.bank/registry/app} $(BIN)/bank registry build
-	$(BIN)/python -m pytest -ra --durations=15
+	$(BIN)/python -m pytest -ra --durations=15 -n 2 --dist loadfile
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq

@@ -18,12 +18,15 @@ from streams.config import Settings
 
 from http_api import REPO, Api
 
+#: `make test` runs two pytest-xdist workers (gw0, gw1), each with its own brokers, registry and
+#: workers: every port here and in the modules that start their own is shifted by 1000 per worker.
+PORT_SHIFT = 1000 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 # Overridable so that several test sessions (or a developer's demo) can share the machine.
-KAFKA_PORT = int(os.environ.get("BANK_TEST_KAFKA_PORT", "9092"))
-WEB_PORT = int(os.environ.get("BANK_TEST_WEB_PORT", "16066"))
+KAFKA_PORT = int(os.environ.get("BANK_TEST_KAFKA_PORT", "9092")) + PORT_SHIFT
+WEB_PORT = int(os.environ.get("BANK_TEST_WEB_PORT", "16066")) + PORT_SHIFT
 WORKER_PORTS = (WEB_PORT, WEB_PORT + 1)
 # Not 8081: a developer's own registry may be there.
-REGISTRY_PORT = int(os.environ.get("BANK_TEST_REGISTRY_PORT", "18081"))
+REGISTRY_PORT = int(os.environ.get("BANK_TEST_REGISTRY_PORT", "18081")) + PORT_SHIFT
 
 
 def pytest_collection_modifyitems(items):

@@ -16,10 +16,11 @@ import pytest
 
 from streams.dev import local_broker
 
+from conftest import PORT_SHIFT
 from http_api import REPO
 
-KAFKA_PORT = int(os.environ.get("BANK_TEST_BENCH_KAFKA_PORT", "19892"))
-WEB_PORT = int(os.environ.get("BANK_TEST_BENCH_WEB_PORT", "17166"))
+KAFKA_PORT = int(os.environ.get("BANK_TEST_BENCH_KAFKA_PORT", "19892")) + PORT_SHIFT
+WEB_PORT = int(os.environ.get("BANK_TEST_BENCH_WEB_PORT", "17166")) + PORT_SHIFT
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,11 @@ import pytest
 from streams.dev import local_broker
 from streams.dev.local_broker import KafkaLocalError
 
+from conftest import PORT_SHIFT
+
 pytestmark = pytest.mark.integration
 
-BASE_PORT = 19192
+BASE_PORT = 19192 + PORT_SHIFT
 REPO_ROOT = Path(local_broker.__file__).resolve().parent.parent
 
 
