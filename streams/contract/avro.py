@@ -14,7 +14,6 @@ or `confluent`, which registers each current schema under its record's full name
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
 import json
@@ -137,21 +136,50 @@ def write_schemas(schema_dir: Path = SCHEMA_DIR) -> list[Path]:
 
 # The codec --------------------------------------------------------------------------------
 
-def _without_timestamp_logic(schema):
-    """Timestamps stay plain ints of milliseconds in Python: no datetime objects on hot paths."""
+def _plain(schema, decimals: bool = True):
+    """The schema fastavro reads and writes with: timestamps stay plain ints of milliseconds (no
+    datetime objects on hot paths) and, with `decimals`, money's decimal(18,2) is plain bytes that the
+    record converters turn into `Decimal` and back (`decimal_bytes`, `decimal_of`): fastavro's
+    logical-type dispatch cost a fifth of each encode and a third of each decode of a money record.
+    Upcasters keep fastavro's decimals: they are handed dicts with `Decimal` values."""
     if isinstance(schema, dict):
         if schema.get("logicalType") == "timestamp-millis":
             return schema["type"]
-        return {k: _without_timestamp_logic(v) for k, v in schema.items()}
+        if decimals and schema.get("logicalType") == "decimal" and schema.get("type") == "bytes" \
+                and schema.get("precision") == DECIMAL["precision"] and schema.get("scale", 0) == DECIMAL["scale"]:
+            return "bytes"
+        return {k: _plain(v, decimals) for k, v in schema.items()}
     if isinstance(schema, list):
-        return [_without_timestamp_logic(s) for s in schema]
+        return [_plain(s, decimals) for s in schema]
     return schema
 
 
-def _decimal_default(value):
-    """fastavro hands a decimal field's schema default over as its raw bytes string: convert it."""
+_SCALE = DECIMAL["scale"]
+_UNSCALED_LIMIT = 10 ** DECIMAL["precision"]
+
+
+def decimal_bytes(value) -> bytes:
+    """A Decimal as Avro's decimal(18,2) body: the unscaled value, big-endian two's complement, in the
+    fewest bytes (as fastavro writes it). Refused (ValueError) when it does not fit decimal(18,2):
+    digits past the second place that are not zero, or 16 digits or more before the point."""
+    if value.__class__ is not Decimal:
+        return value  # bytes already (a record copied as it was read)
+    scaled = value.scaleb(_SCALE)
+    unscaled = int(scaled)
+    if unscaled != scaled:
+        raise ValueError(f"{value} has more than {_SCALE} decimal places")
+    if not -_UNSCALED_LIMIT < unscaled < _UNSCALED_LIMIT:
+        raise ValueError(f"{value} has more digits than decimal({DECIMAL['precision']},{_SCALE}) holds")
+    return unscaled.to_bytes((unscaled.bit_length() + 8) // 8, "big", signed=True)
+
+
+def decimal_of(value) -> Decimal:
+    """A decimal(18,2) field as read: its body (bytes), its schema default (fastavro hands a bytes
+    default over as a str of code points 0-255), or a Decimal (a writer schema of another scale)."""
+    if value.__class__ is bytes:
+        return Decimal(int.from_bytes(value, "big", signed=True)).scaleb(-_SCALE)
     if isinstance(value, str):
-        return Decimal(int.from_bytes(value.encode("latin-1"), "big", signed=True)).scaleb(-2)
+        return Decimal(int.from_bytes(value.encode("latin-1"), "big", signed=True)).scaleb(-_SCALE)
     return value
 
 
@@ -169,7 +197,7 @@ def _to_python_factory(record_type: type):
             else:
                 converters[field.name] = tuple
         elif hint is Decimal:
-            converters[field.name] = _decimal_default
+            converters[field.name] = decimal_of
         elif hint is bytes:  # a bytes field's default comes over as a str, like a decimal's
             converters[field.name] = lambda v: v.encode("latin-1") if isinstance(v, str) else v
     if not converters:
@@ -183,18 +211,22 @@ def _to_python_factory(record_type: type):
 
 
 def _to_avro_factory(record_type: type):
+    """dataclass → dict: arrays of records as lists of dicts, decimals as their bodies (`decimal_bytes`)."""
     hints = typing.get_type_hints(record_type)
     names = [f.name for f in dataclasses.fields(record_type)]
     nested = {}
+    money = [name for name in names if hints[name] is Decimal]
     for name in names:
         hint = hints[name]
         if typing.get_origin(hint) is tuple and dataclasses.is_dataclass(typing.get_args(hint)[0]):
             nested[name] = _to_avro_factory(typing.get_args(hint)[0])
-    if not nested:
+    if not nested and not money:
         return lambda obj: {name: getattr(obj, name) for name in names}
 
     def convert(obj):
         d = {name: getattr(obj, name) for name in names}
+        for name in money:
+            d[name] = decimal_bytes(d[name])
         for name, inner in nested.items():
             d[name] = [inner(item) for item in d[name]]
         return d
@@ -235,10 +267,10 @@ class Codec:
         writers: dict[bytes, tuple[str, object]] = {}
         for path in sorted(schema_dir.glob("*.avsc")):
             raw = json.loads(path.read_text())
-            parsed = fastavro.parse_schema(_without_timestamp_logic(copy.deepcopy(raw)), _force=True)
+            full = f"{raw.get('namespace')}.{raw['name']}" if raw.get("namespace") else raw["name"]
+            parsed = fastavro.parse_schema(_plain(raw, decimals=full in types_by_name), _force=True)
             canonical = to_parsing_canonical_form(raw)
             fp = fingerprint(canonical)
-            full = f"{raw.get('namespace')}.{raw['name']}" if raw.get("namespace") else raw["name"]
             writers[fp] = (full, parsed)
             if path.name == f"{full}.avsc":
                 current[full] = (fp, parsed)
@@ -307,7 +339,7 @@ class Codec:
             raise registry_api.RegistryError("the registry's schema is not a named Avro record")
         full = f"{raw.get('namespace')}.{raw['name']}" if raw.get("namespace") and "." not in raw["name"] else raw["name"]
         try:
-            parsed = fastavro.parse_schema(_without_timestamp_logic(copy.deepcopy(raw)), _force=True)
+            parsed = fastavro.parse_schema(_plain(raw, decimals=full in self._types_by_name), _force=True)
         except Exception as exc:
             raise registry_api.RegistryError(f"the registry's schema of {full} does not parse: {exc}") from exc
         if full in self._types_by_name:  # a version not kept in schemas/: read into today's schema

@@ -322,3 +322,29 @@ def test_plain_fastavro_reads_what_the_codec_writes(codec):
                                        None)
     assert (value["amount"], value["balance"]) == (D("0.01"), D("99999999999999.99"))
     assert value["event_id"] == "cmd-1.0" and value["version"] == 7
+
+
+@pytest.mark.parametrize("amount", DECIMALS + (D("-0.01"), D("5"), D("5.1"), D("-128.00"), D("1.28"), D("-1.29")))
+def test_money_is_written_byte_for_byte_as_plain_fastavro_writes_it(codec, amount):
+    datum = {"event_id": "e.0", "aggregate_id": "acc-1", "version": 3, "command_id": "e",
+             "occurred_at": NOW, "amount": amount, "balance": -amount, "reference": ""}
+    plain = io.BytesIO()
+    fastavro.schemaless_writer(plain, fastavro.parse_schema(raw_schema(MoneyDeposited)), datum)
+    assert codec.encode(MoneyDeposited(**datum))[10:] == plain.getvalue()
+
+
+@pytest.mark.parametrize("amount", (D("0.001"), D("-1.005"), D("10000000000000000.00"), D("-1E+16")))
+def test_money_that_does_not_fit_decimal_18_2_is_refused_when_encoded(codec, amount):
+    with pytest.raises(ValueError):
+        codec.encode(Deposit(command_id="c", account_id="a", amount=amount))
+
+
+def test_money_nested_in_a_view_round_trips_with_two_places(codec):
+    view = CustomerView(customer_id="c-1", first_name="Ada", last_name="Lovelace", email="ada@example.com",
+                        phone=None, address=None, version=len(DECIMALS),
+                        accounts=tuple(AccountSummary(account_id=f"acc-{i}", customer_id="c-1", title="t",
+                                                      balance=amount, status="OPEN", version=i)
+                                       for i, amount in enumerate(DECIMALS)))
+    decoded = codec.decode(codec.encode(view))
+    assert decoded == view
+    assert [a.balance.as_tuple().exponent for a in decoded.accounts] == [-2] * len(DECIMALS)
