@@ -32,6 +32,10 @@ KSTREAMS_VIEW_TOPIC = "bench.kstreams.account-views"
 KSTREAMS_FULL_VIEW_TOPIC = "bench-kstreams-full-account_to_view-changelog"
 #: The Quix Streams peer's changelogs are in Quix's framing: it also produces the Avro view here.
 QUIX_VIEW_TOPIC = "bench.quix.account-views"
+#: The customer views, the deposit pipeline's end (issue 14 measures deposits there): the same for each.
+CUSTOMER_VIEW_TOPIC = "streambank-customer_to_view-changelog"
+KSTREAMS_FULL_CUSTOMER_VIEW_TOPIC = "bench-kstreams-full-customer_to_view-changelog"
+QUIX_CUSTOMER_VIEW_TOPIC = "bench.quix.customer-views"
 #: Quix Streams names its internal topics `changelog__<group>--<topic>--<store>`.
 BENCH_PREFIXES = ("bank.", "streambank-", "bench.", "bench-kstreams-", "changelog__bench-quix--",
                   "repartition__bench-quix--")
@@ -265,7 +269,8 @@ class BenchEnv:
         wanted = [NewTopic(MARKER_TOPIC, 1, self.settings.replication_factor)]
         wanted += [NewTopic(name, self.settings.partitions, self.settings.replication_factor, config=view)
                    for name in (ACCOUNT_VIEW_TOPIC, TRANSFER_VIEW_TOPIC, PLAIN_VIEW_TOPIC, KSTREAMS_VIEW_TOPIC,
-                                 KSTREAMS_FULL_VIEW_TOPIC, QUIX_VIEW_TOPIC)]
+                                 KSTREAMS_FULL_VIEW_TOPIC, QUIX_VIEW_TOPIC, CUSTOMER_VIEW_TOPIC,
+                                 KSTREAMS_FULL_CUSTOMER_VIEW_TOPIC, QUIX_CUSTOMER_VIEW_TOPIC)]
         existing = set(admin.list_topics(timeout=30).topics)
         wanted = [t for t in wanted if t.topic not in existing]
         if wanted:

@@ -29,6 +29,13 @@ def latency_summary(latencies_ms: list[float]) -> dict:
             "p99_ms": _r(percentile(latencies_ms, 99)), "max_ms": _r(max(latencies_ms) if latencies_ms else None)}
 
 
+def _first_at_or_past(versions: list[int] | None, times: list[int] | None, version: int) -> int | None:
+    if not versions:
+        return None
+    index = bisect.bisect_left(versions, version)
+    return times[index] if index < len(versions) else None
+
+
 def _r(value):
     return None if value is None else round(value, 1)
 
@@ -37,21 +44,26 @@ class EffectReader:
     """Follows view changelogs, outcomes and events from offset 0 of freshly created topics in a thread.
 
     For views it keeps, per key, the latest decoded view and the broker timestamp (LogAppendTime) of
-    each version; for outcomes the count per (command type, status); for events the count per type.
+    each version; for customer views, per account, when its summary there first showed each version
+    (the deposit's effect at the end of the pipeline); for outcomes the count per (command type,
+    status); for events the count per type.
     """
 
     def __init__(self, settings: Settings, *, views: tuple[str, ...] = (), outcomes: str | None = None,
-                 events: tuple[str, ...] = (), codec: Codec | None = None, counted: tuple[str, ...] = ()):
+                 events: tuple[str, ...] = (), codec: Codec | None = None, counted: tuple[str, ...] = (),
+                 customer_views: tuple[str, ...] = ()):
         self.codec = codec or Codec()
         self.views = set(views)
+        self.customer_views = set(customer_views) - self.views
         self.outcomes_topic = outcomes
         self.events = set(events)
         self.consumer = Consumer(settings.consumer_config(**{
             "group.id": f"bench-reader-{uuid.uuid4()}", "enable.auto.commit": False,
             "fetch.wait.max.ms": 10, "enable.partition.eof": False}))
         # `counted`: topics whose records are only counted (the later stages of a pipeline).
-        self.counted = set(counted) - self.views - self.events - {outcomes}
-        topics = list(views) + ([outcomes] if outcomes else []) + list(events) + sorted(self.counted)
+        self.counted = set(counted) - self.views - self.events - {outcomes}  # customer views may be counted too
+        topics = list(views) + sorted(self.customer_views) + ([outcomes] if outcomes else []) + list(events) \
+            + sorted(self.counted - self.customer_views)
         # A topic created a moment ago may not be in every metadata answer yet, and a peer just started
         # creates its changelogs itself (a JVM on a busy machine takes a while).
         deadline = time.monotonic() + (90 if self.counted else 30)
@@ -72,6 +84,9 @@ class EffectReader:
         # as "the first version at or past it" (`visible_at`).
         self._versions: dict[str, list[int]] = {}
         self._times: dict[str, list[int]] = {}
+        # The same for each account as its customer's view shows it (its summary's version).
+        self._customer_versions: dict[str, list[int]] = {}
+        self._customer_times: dict[str, list[int]] = {}
         self.terminal_time: dict[str, int] = {}             # transfer id -> when its view became terminal
         self.view_records = 0
         self.outcomes: Counter = Counter()                   # (command type, status) -> count
@@ -104,7 +119,8 @@ class EffectReader:
             return
         if topic in self.counted:
             self.records_per_topic[topic] += 1
-            return
+            if topic not in self.customer_views:
+                return
         if topic in self.views:
             try:
                 view = self.codec.decode(value)
@@ -125,6 +141,21 @@ class EffectReader:
             state = getattr(view, "state", None)
             if state in TERMINAL:
                 self.terminal_time.setdefault(key, ts)
+        elif topic in self.customer_views:
+            try:
+                view = self.codec.decode(value)
+            except DecodeError:
+                self.undecodable += 1
+                return
+            ts = message.timestamp()[1]
+            for summary in getattr(view, "accounts", ()):  # other entries (handoff markers) have none
+                versions = self._customer_versions.get(summary.account_id)
+                if versions is None:
+                    self._customer_versions[summary.account_id] = [summary.version]
+                    self._customer_times[summary.account_id] = [ts]
+                elif summary.version > versions[-1]:
+                    versions.append(summary.version)
+                    self._customer_times[summary.account_id].append(ts)
         elif topic == self.outcomes_topic:
             try:
                 outcome = self.codec.decode(value)
@@ -149,11 +180,12 @@ class EffectReader:
 
     def visible_at(self, key: str, version: int) -> int | None:
         """When (broker ms) the view of `key` first showed `version` or a later one; None if not yet."""
-        versions = self._versions.get(key)
-        if not versions:
-            return None
-        index = bisect.bisect_left(versions, version)
-        return self._times[key][index] if index < len(versions) else None
+        return _first_at_or_past(self._versions.get(key), self._times.get(key), version)
+
+    def visible_to_customer_at(self, account_id: str, version: int) -> int | None:
+        """When (broker ms) the account's customer view first showed its `version` or a later one."""
+        return _first_at_or_past(self._customer_versions.get(account_id), self._customer_times.get(account_id),
+                                 version)
 
     def wait_for(self, condition, timeout: float, what: str = "effects") -> float:
         """Blocks until `condition()` holds (checked under the lock); returns the time.time() it held."""

@@ -64,6 +64,10 @@ def _phase_line(name: str, phase: dict) -> str:
     lat = phase.get("latency") or {}
     rate = phase.get("rate_target_per_s")
     parts = [f"{name:<34}", f"{phase.get('throughput_per_s', 0):>10,.0f}/s"]
+    if phase.get("measured_to"):
+        parts.append(f"to the {phase['measured_to']}")
+        if phase.get("account_view"):
+            parts.append(f"(account view {phase['account_view']['throughput_per_s'] or 0:,.0f}/s)")
     if rate:
         parts.append(f"(target {rate:,.0f}/s)")
     if lat:

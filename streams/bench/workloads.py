@@ -21,7 +21,8 @@ from ..kafka.reader import work_left
 from ..domain import accounts
 from ..contract.jsonio import new_id
 from . import baselines
-from .env import (ACCOUNT_VIEW_TOPIC, KSTREAMS_FULL_VIEW_TOPIC, KSTREAMS_VIEW_TOPIC, PLAIN_VIEW_TOPIC, QUIX_VIEW_TOPIC,
+from .env import (ACCOUNT_VIEW_TOPIC, CUSTOMER_VIEW_TOPIC, KSTREAMS_FULL_CUSTOMER_VIEW_TOPIC, KSTREAMS_FULL_VIEW_TOPIC,
+                  QUIX_CUSTOMER_VIEW_TOPIC, KSTREAMS_VIEW_TOPIC, PLAIN_VIEW_TOPIC, QUIX_VIEW_TOPIC,
                   TRANSFER_VIEW_TOPIC, BenchEnv)
 from .measure import EffectReader, latency_summary
 
@@ -79,12 +80,16 @@ class DepositDriver:
     (the workers, or the plain baseline) and measures through `view_topic`."""
 
     def __init__(self, env: BenchEnv, view_topic: str, n_accounts: int, *, extra_pids: dict | None = None,
-                 timeout: float = 300.0, counted: tuple[str, ...] = ()):
+                 timeout: float = 300.0, counted: tuple[str, ...] = (), customer_view_topic: str | None = None):
         self.env = env
         self.timeout = timeout
         self.codec = Codec()
+        #: With a customer view, a deposit is done when its customer's view shows it (the pipeline's end,
+        #: as issue 14 measures); the account view's figures are kept beside (`account_view`).
+        self.to_customer_view = customer_view_topic is not None
         self.reader = EffectReader(env.settings, views=(view_topic,), outcomes=topics.COMMAND_OUTCOMES.name,
-                                   events=(topics.ACCOUNT_EVENTS.name,), codec=self.codec, counted=counted)
+                                   events=(topics.ACCOUNT_EVENTS.name,), codec=self.codec, counted=counted,
+                                   customer_views=(customer_view_topic,) if customer_view_topic else ())
         self.client = BankClient(env.settings, self.codec)
         self.meter = env.cpu_meter(**(extra_pids or {}))
         self.run_id = run = new_id()[:8]
@@ -104,7 +109,7 @@ class DepositDriver:
 
         def opened():
             for account_id in list(pending):
-                if reader.visible_at(account_id, 1) is not None:
+                if self._visible(account_id, 1) is not None:
                     pending.discard(account_id)
             return not pending
         reader.wait_for(opened, self.timeout, "opened accounts")
@@ -137,14 +142,16 @@ class DepositDriver:
 
         def done():
             for account_id in list(pending):
-                if reader.visible_at(account_id, final[account_id]) is not None:
+                if self._visible(account_id, final[account_id]) is not None \
+                        and reader.visible_at(account_id, final[account_id]) is not None:  # balances are read there
                     pending.discard(account_id)
             return (not pending and reader.outcomes[("Deposit", "ACCEPTED")] - accepted0 >= count
                     and reader.event_counts["MoneyDeposited"] - events0 >= count)
         observed = reader.wait_for(done, self.timeout, f"{count} deposits")
         cpu1 = self.meter.snapshot()
         with reader.lock:
-            view_ms = {key: reader.visible_at(*key) for key in sent_ms}
+            account_view_ms = {key: reader.visible_at(*key) for key in sent_ms}
+            view_ms = {key: self._visible(*key) for key in sent_ms}
             balance_total = sum(reader.latest[a].balance for a in self.account_ids)
             accepted = reader.outcomes[("Deposit", "ACCEPTED")] - accepted0
             rejected = reader.outcomes[("Deposit", "REJECTED")]
@@ -155,8 +162,16 @@ class DepositDriver:
         latencies = [view_ms[k] - sent_ms[k] for k in sent_ms if view_ms[k] is not None]
         last_ms = max(v for v in view_ms.values() if v is not None)
         duration = last_ms / 1000 - started
+        account_view = {}
+        if self.to_customer_view:  # the same figures a hop earlier, as the simpler peers are measured
+            seen = [v for v in account_view_ms.values() if v is not None]
+            account_view = {"account_view": {
+                "throughput_per_s": round(count / (max(seen) / 1000 - started), 1) if seen else None,
+                "latency": latency_summary([account_view_ms[k] - sent_ms[k] for k in sent_ms
+                                            if account_view_ms[k] is not None])}}
         return {
             "commands": count, "rate_target_per_s": rate, "accepted": accepted, "rejected": rejected,
+            "measured_to": "customer view" if self.to_customer_view else "account view", **account_view,
             "events": events, "event_records": event_records, "effects_never_visible": len(missing),
             "balance_total": str(balance_total), "expected_balance_total": str(sum(self.balances.values())),
             "duration_s": round(duration, 3), "send_duration_s": round(sent - started, 3),
@@ -166,6 +181,12 @@ class DepositDriver:
             # re-keyed by customer, the customer, outcome and history views' changelogs.
             "pipeline_records": pipeline,
             "latency": latency_summary(latencies), **_cpu_figures(CpuMeterDelta(cpu0, cpu1), count)}
+
+    def _visible(self, account_id: str, version: int) -> int | None:
+        """When the effect of the account's `version` became visible where this driver measures."""
+        if self.to_customer_view:
+            return self.reader.visible_to_customer_at(account_id, version)
+        return self.reader.visible_at(account_id, version)
 
     def settle(self, group: str, timeout: float = 120.0, names: tuple[str, ...] | None = None) -> float:
         """Waits until `group` has committed every record of the topics it reads (the workers' other
@@ -223,7 +244,7 @@ def _streambank_deposits(env: BenchEnv, options: Options, rates=(None,), log=pri
     driver = None
     try:
         driver = DepositDriver(env, ACCOUNT_VIEW_TOPIC, options.accounts, timeout=options.timeout,
-                               counted=STAGES["streambank"])
+                               counted=STAGES["streambank"], customer_view_topic=CUSTOMER_VIEW_TOPIC)
         opened = driver.open()
         phases = []
         for rate in rates:
@@ -240,12 +261,13 @@ def _streambank_deposits(env: BenchEnv, options: Options, rates=(None,), log=pri
 
 
 def _peer_deposits(env: BenchEnv, options: Options, process, view_topic: str, name: str, group: str,
-                   rates, log) -> list[dict]:
+                   rates, log, customer_view_topic: str | None = None) -> list[dict]:
     """Drive one baseline process (already started on fresh topics) through the deposit phases."""
     driver = None
     try:
         driver = DepositDriver(env, view_topic, options.accounts, extra_pids={name: process.pid},
-                               timeout=options.timeout, counted=STAGES.get(name, ()))
+                               timeout=options.timeout, counted=STAGES.get(name, ()),
+                               customer_view_topic=customer_view_topic)
         driver.open()
         phases = []
         for rate in rates:
@@ -281,7 +303,7 @@ def _kstreams_full_deposits(env: BenchEnv, options: Options, rates=(None,), log=
         return None
     env.reset_topics()
     return _peer_deposits(env, options, baselines.start_kstreams(env, baselines.KSTREAMS_FULL), KSTREAMS_FULL_VIEW_TOPIC,
-                          "kstreams-full", "bench-kstreams-full", rates, log)
+                          "kstreams-full", "bench-kstreams-full", rates, log, KSTREAMS_FULL_CUSTOMER_VIEW_TOPIC)
 
 
 def _quix_deposits(env: BenchEnv, options: Options, rates=(None,), log=print) -> list[dict] | None:
@@ -289,7 +311,8 @@ def _quix_deposits(env: BenchEnv, options: Options, rates=(None,), log=print) ->
     if not baselines.ensure_quix_venv(log):
         return None
     env.reset_topics()
-    return _peer_deposits(env, options, baselines.start_quix(env), QUIX_VIEW_TOPIC, "quix", "bench-quix", rates, log)
+    return _peer_deposits(env, options, baselines.start_quix(env), QUIX_VIEW_TOPIC, "quix", "bench-quix", rates, log,
+                          QUIX_CUSTOMER_VIEW_TOPIC)
 
 
 def _peers(options: Options) -> list[tuple[str, object]]:
@@ -324,13 +347,28 @@ def deposits(env: BenchEnv, options: Options, log=print) -> dict:
             if peer := runner(env, options, log=log):
                 result["baselines"][name] = peer[0]
         result["baselines"].update(_kafka_baselines(env, records, log))
-    result["ratios"] = _ratios(phase["throughput_per_s"], result["baselines"])
+    result["ratios"] = _ratios(phase["throughput_per_s"], result["baselines"],
+                               (phase.get("account_view") or {}).get("throughput_per_s"))
     return result
 
 
-def _ratios(throughput: float, found: dict) -> dict:
-    return {f"streambank/{name}": _ratio(throughput, figures.get("throughput_per_s"))
+def _ratios(throughput: float, found: dict, to_account_view: float | None = None) -> dict:
+    """streambank's throughput over each baseline's, like for like: where a baseline ends at the account
+    view (the simple peers, the plain loop) or has no view at all, streambank's `to_account_view`."""
+    def ours(figures: dict) -> float:
+        if to_account_view is None or figures.get("measured_to") == "customer view":
+            return throughput
+        return to_account_view
+    return {f"streambank/{name}": _ratio(ours(figures), figures.get("throughput_per_s"))
             for name, figures in found.items() if isinstance(figures, dict)}
+
+
+def _like(ours: dict, theirs: dict) -> dict:
+    """Our phase's figures measured where `theirs` were: at the account view for a baseline without a
+    customer view (`DepositDriver`'s `account_view`), else as they are."""
+    if theirs.get("measured_to") != "customer view" and "account_view" in ours:
+        return ours["account_view"]
+    return ours
 
 
 # ---------------------------------------------------------------------------------------------- latency
@@ -355,11 +393,11 @@ def latency(env: BenchEnv, options: Options, log=print) -> dict:
         result["ratios"] = {}
         for name, base in result["baselines"].items():
             if phases[0]["rate_target_per_s"] is None:  # throughput means something at the maximum rate only
-                result["ratios"][f"streambank/{name} at max"] = _ratio(phases[0]["throughput_per_s"],
-                                                                       base[0]["throughput_per_s"])
+                result["ratios"][f"streambank/{name} at max"] = _ratio(
+                    _like(phases[0], base[0])["throughput_per_s"], base[0]["throughput_per_s"])
             for p, q in zip(phases, base):
                 result["ratios"][f"p99 streambank/{name} at {p['rate_target_per_s'] or 'max'}/s"] = \
-                    _ratio(p["latency"]["p99_ms"], q["latency"]["p99_ms"])
+                    _ratio(_like(p, q)["latency"]["p99_ms"], q["latency"]["p99_ms"])
     return result
 
 

@@ -61,6 +61,19 @@ def assert_deposit_counts(phase: dict, count: int, balance: str) -> None:
     assert Decimal(phase["balance_total"]) == Decimal(phase["expected_balance_total"]) == Decimal(balance)
 
 
+#: Where each pipeline's deposits are timed: at its end, the customer view, where it has one.
+TO_CUSTOMER_VIEW = {"streambank", "kstreams_full_peer", "quix_peer"}
+
+
+def assert_measured_to_its_end(name: str, phase: dict, count: int) -> None:
+    if name in TO_CUSTOMER_VIEW:
+        assert phase["measured_to"] == "customer view"
+        assert phase["account_view"]["latency"]["count"] == count  # the hop before, kept beside
+        assert phase["account_view"]["throughput_per_s"] >= phase["throughput_per_s"]
+    else:
+        assert phase["measured_to"] == "account view" and "account_view" not in phase
+
+
 def assert_whole_pipeline(name: str, phase: dict, accounts: int, commands: int) -> None:
     """Summaries re-keyed by customer and every view's changelog have records: the topology ran whole."""
     records = phase["pipeline_records"]
@@ -80,10 +93,12 @@ def test_deposits_with_every_baseline(bench_env):
     run = bench(bench_env, "deposits", "--count", "60", "--accounts", "6", "--baseline-count", "200")
     phase = run["streambank"]
     assert_deposit_counts(phase, 60, "60.00")
+    assert_measured_to_its_end("streambank", phase, 60)
     assert_whole_pipeline("streambank", phase, 6, 60)
     assert {"bench", "worker-1"} <= set(phase["cpu_s"])
     plain = run["baselines"]["plain_loop"]
     assert plain["commands"] == plain["accepted"] == plain["events"] == 60
+    assert_measured_to_its_end("plain_loop", plain, 60)
     assert Decimal(plain["balance_total"]) == Decimal("60.00")
     assert run["baselines"]["bare_loop"]["consumed"] == 200
     assert run["baselines"]["kafka_producer_perf"]["records"] == 200
@@ -91,6 +106,7 @@ def test_deposits_with_every_baseline(bench_env):
     for name in PEERS:
         peer = run["baselines"][name]
         assert_deposit_counts(peer, 60, "60.00")
+        assert_measured_to_its_end(name, peer, 60)
         if name in STAGES:
             assert_whole_pipeline(name, peer, 6, 60)
             assert all(topic == "bank.customer-accounts" or topic.startswith(STAGES[name])
@@ -107,6 +123,7 @@ def test_latency_with_every_peer(bench_env):
     assert [p["rate_target_per_s"] for p in phases] == [50.0, 100.0]
     for phase in phases:
         assert phase["commands"] == phase["accepted"] == phase["events"] == phase["latency"]["count"] == 30
+        assert_measured_to_its_end("streambank", phase, 30)
     assert Decimal(phases[-1]["balance_total"]) == Decimal("60.00")
     for name in ("plain_loop",) + PEERS:
         phases = run["baselines"][name]

@@ -3,7 +3,7 @@
     bank.accounts.commands --decide [state, command:<id>]--> bank.accounts.events, bank.command-outcomes
     bank.accounts.events   --project accounts [view, h:<version>]--> bank.customer-accounts (by customer),
                                                                       bench.quix.account-views
-    bank.customer-accounts --project customers [view]
+    bank.customer-accounts --project customers [view]--> bench.quix.customer-views
     bank.command-outcomes  --record outcomes [outcome]
 
 The same topics, keys and Avro single-object records as the workers, decided and projected with
@@ -11,7 +11,8 @@ streambank's own domain code (streams.domain, streams.avro); state in Quix's Roc
 changelogs (`changelog__bench-quix--<topic>--default`: one store per input topic, keys `<record key>|<name>`,
 values our Avro bytes). Those changelogs are not keyed by account id, so the account view is also produced
 to `bench.quix.account-views` (LogAppendTime, created by the benchmark), which is what the benchmark
-measures: one record per event more than the workers and the Kafka Streams peer write. Deposits and the account commands only (no transfer steps).
+measures, and the customer view to `bench.quix.customer-views` likewise: two records per deposit more than
+the workers and the Kafka Streams peer write. Deposits and the account commands only (no transfer steps).
 
 Runs in its own venv (bench/peers/quix/requirements.txt: quixstreams pins confluent-kafka<2.13) with the
 repository on PYTHONPATH: `python bench/peers/quix/deposit_peer.py BOOTSTRAP STATE_DIR`; SIGTERM stops it.
@@ -38,6 +39,7 @@ EVENTS = "bank.accounts.events"
 OUTCOMES = "bank.command-outcomes"
 SUMMARIES = "bank.customer-accounts"
 VIEWS = "bench.quix.account-views"
+CUSTOMER_VIEWS = "bench.quix.customer-views"  # as VIEWS: what the benchmark measures the pipeline's end by
 CLIENT_COMMANDS = (accounts.OpenAccount, accounts.Deposit, accounts.Withdraw, accounts.CloseAccount)
 
 codec = Codec()
@@ -138,7 +140,9 @@ def project_customer(value: bytes, key: str, timestamp: int, headers, state) -> 
     current = codec.decode(data) if data is not None else views.placeholder_customer(summary.customer_id)
     updated = views.with_account(current, summary)
     if updated is not current:
-        state.set("view", codec.encode(updated))
+        encoded = codec.encode(updated)
+        state.set("view", encoded)
+        return [out(CUSTOMER_VIEWS, summary.customer_id, encoded)]
     return []
 
 
@@ -159,7 +163,7 @@ def main(bootstrap: str, state_dir: str) -> None:
     )
     topics = {name: app.topic(name, key_deserializer="str", value_deserializer="bytes", key_serializer="str",
                               value_serializer=Out())
-              for name in (COMMANDS, EVENTS, OUTCOMES, SUMMARIES, VIEWS)}
+              for name in (COMMANDS, EVENTS, OUTCOMES, SUMMARIES, VIEWS, CUSTOMER_VIEWS)}
 
     def to(value, key, timestamp, headers):
         return topics[value["t"]]
