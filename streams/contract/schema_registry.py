@@ -3,8 +3,9 @@
 Records in the Confluent wire format are `00`, the 4-byte big-endian schema id, the Avro body. The
 writer's schema is found by that id in the registry: `IdLookup` asks the registry once per id, with a
 timeout, and keeps the answers in a bounded cache. A registry that does not answer is not asked again for
-a few seconds (every lookup fails at once meanwhile), and an id it does not know is remembered as unknown
-for a while, so a run of bad records costs no more than one timeout each few seconds, never a stalled
+a second (every lookup fails at once meanwhile: longer, and a record replayed just after the registry came
+back was parked again unasked), and an id it does not know is remembered as unknown
+for a while, so a run of bad records costs no more than one timeout a second, never a stalled
 partition: the codec turns each failure into a `DecodeError`, which the agents dead-letter.
 
 Subjects are named by record (Confluent's `RecordNameStrategy`): one topic holds several record types,
@@ -162,7 +163,7 @@ class IdLookup:
     `pin` adds entries that are never evicted (the ids of the schemas this process writes).
     """
 
-    def __init__(self, client: RegistryClient, build, max_entries: int = 1024, down_for: float = 5.0,
+    def __init__(self, client: RegistryClient, build, max_entries: int = 1024, down_for: float = 1.0,
                  unknown_for: float = 30.0):
         self.client = client
         self.build = build
