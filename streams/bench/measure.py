@@ -29,6 +29,16 @@ def latency_summary(latencies_ms: list[float]) -> dict:
             "p99_ms": _r(percentile(latencies_ms, 99)), "max_ms": _r(max(latencies_ms) if latencies_ms else None)}
 
 
+def _note_version(versions: dict[str, list[int]], times: dict[str, list[int]], key: str, version: int, ts: int) -> None:
+    """Keeps `key`'s increasing versions and when each was first seen (a later batch may skip some)."""
+    seen = versions.get(key)
+    if seen is None:
+        versions[key], times[key] = [version], [ts]
+    elif version > seen[-1]:
+        seen.append(version)
+        times[key].append(ts)
+
+
 def _first_at_or_past(versions: list[int] | None, times: list[int] | None, version: int) -> int | None:
     if not versions:
         return None
@@ -121,62 +131,34 @@ class EffectReader:
             self.records_per_topic[topic] += 1
             if topic not in self.customer_views:
                 return
+        try:
+            record = self.codec.decode(value)  # for events, the type name is in the schema fingerprint
+        except DecodeError:
+            self.undecodable += 1
+            return
         if topic in self.views:
-            try:
-                view = self.codec.decode(value)
-            except DecodeError:
-                self.undecodable += 1
-                return
             key = message.key().decode()
             self.view_records += 1
-            self.latest[key] = view
+            self.latest[key] = record
             ts = message.timestamp()[1]
-            self.view_time.setdefault((key, view.version), ts)
-            versions = self._versions.get(key)
-            if versions is None:
-                self._versions[key], self._times[key] = [view.version], [ts]
-            elif view.version > versions[-1]:
-                versions.append(view.version)
-                self._times[key].append(ts)
-            state = getattr(view, "state", None)
-            if state in TERMINAL:
+            self.view_time.setdefault((key, record.version), ts)
+            _note_version(self._versions, self._times, key, record.version, ts)
+            if getattr(record, "state", None) in TERMINAL:
                 self.terminal_time.setdefault(key, ts)
         elif topic in self.customer_views:
-            try:
-                view = self.codec.decode(value)
-            except DecodeError:
-                self.undecodable += 1
-                return
             ts = message.timestamp()[1]
-            for summary in getattr(view, "accounts", ()):  # other entries (handoff markers) have none
-                versions = self._customer_versions.get(summary.account_id)
-                if versions is None:
-                    self._customer_versions[summary.account_id] = [summary.version]
-                    self._customer_times[summary.account_id] = [ts]
-                elif summary.version > versions[-1]:
-                    versions.append(summary.version)
-                    self._customer_times[summary.account_id].append(ts)
+            for summary in getattr(record, "accounts", ()):  # other entries (handoff markers) have none
+                _note_version(self._customer_versions, self._customer_times, summary.account_id, summary.version, ts)
         elif topic == self.outcomes_topic:
-            try:
-                outcome = self.codec.decode(value)
-            except DecodeError:
-                self.undecodable += 1
-                return
-            if outcome.command_id not in self.outcome_ids:
-                self.outcome_ids.add(outcome.command_id)
-                self.outcomes[(outcome.command_type, outcome.status)] += 1
+            if record.command_id not in self.outcome_ids:
+                self.outcome_ids.add(record.command_id)
+                self.outcomes[(record.command_type, record.status)] += 1
         elif topic in self.events:
-            # The type name is in the schema fingerprint; decoding is the simplest way to get it.
             # Redeliveries re-emit events byte for byte (at-least-once): count distinct event ids.
-            try:
-                event = self.codec.decode(value)
-            except DecodeError:
-                self.undecodable += 1
-                return
             self.event_records += 1
-            if event.event_id not in self.event_ids:
-                self.event_ids.add(event.event_id)
-                self.event_counts[type(event).__name__] += 1
+            if record.event_id not in self.event_ids:
+                self.event_ids.add(record.event_id)
+                self.event_counts[type(record).__name__] += 1
 
     def visible_at(self, key: str, version: int) -> int | None:
         """When (broker ms) the view of `key` first showed `version` or a later one; None if not yet."""
