@@ -75,6 +75,13 @@ def _pace(started: float, index: int, rate: float | None, producer) -> None:
             time.sleep(ahead)
 
 
+def _timed(count: int, started: float, sent_ms: dict, seen_ms: dict) -> tuple[float, dict]:
+    """When the last effect was seen (ms), and the commands' throughput up to it and their latencies."""
+    last_ms = max(v for v in seen_ms.values() if v is not None)
+    return last_ms, {"throughput_per_s": round(count / (last_ms / 1000 - started), 1),
+                     "latency": latency_summary([seen_ms[k] - sent_ms[k] for k in sent_ms if seen_ms[k] is not None])}
+
+
 class DepositDriver:
     """Opens accounts, then runs deposit phases against whatever processes bank.accounts.commands
     (the workers, or the plain baseline) and measures through `view_topic`."""
@@ -159,28 +166,23 @@ class DepositDriver:
             event_records = reader.event_records - records0
             pipeline = dict(sorted(reader.records_per_topic.items()))
         missing = [k for k, v in view_ms.items() if v is None]
-        latencies = [view_ms[k] - sent_ms[k] for k in sent_ms if view_ms[k] is not None]
-        last_ms = max(v for v in view_ms.values() if v is not None)
+        last_ms, timed = _timed(count, started, sent_ms, view_ms)
         duration = last_ms / 1000 - started
         account_view = {}
         if self.to_customer_view:  # the same figures a hop earlier, as the simpler peers are measured
-            seen = [v for v in account_view_ms.values() if v is not None]
-            account_view = {"account_view": {
-                "throughput_per_s": round(count / (max(seen) / 1000 - started), 1) if seen else None,
-                "latency": latency_summary([account_view_ms[k] - sent_ms[k] for k in sent_ms
-                                            if account_view_ms[k] is not None])}}
+            account_view = {"account_view": _timed(count, started, sent_ms, account_view_ms)[1]}
         return {
             "commands": count, "rate_target_per_s": rate, "accepted": accepted, "rejected": rejected,
             "measured_to": "customer view" if self.to_customer_view else "account view", **account_view,
             "events": events, "event_records": event_records, "effects_never_visible": len(missing),
             "balance_total": str(balance_total), "expected_balance_total": str(sum(self.balances.values())),
             "duration_s": round(duration, 3), "send_duration_s": round(sent - started, 3),
-            "throughput_per_s": round(count / duration, 1), "send_per_s": round(count / max(sent - started, 1e-9), 1),
+            "throughput_per_s": timed["throughput_per_s"], "send_per_s": round(count / max(sent - started, 1e-9), 1),
             "observed_lag_s": round(observed - last_ms / 1000, 3),
             # Records seen so far (account opening included) on the later stages' topics: the summaries
             # re-keyed by customer, the customer, outcome and history views' changelogs.
             "pipeline_records": pipeline,
-            "latency": latency_summary(latencies), **_cpu_figures(CpuMeterDelta(cpu0, cpu1), count)}
+            "latency": timed["latency"], **_cpu_figures(CpuMeterDelta(cpu0, cpu1), count)}
 
     def _visible(self, account_id: str, version: int) -> int | None:
         """When the effect of the account's `version` became visible where this driver measures."""
@@ -347,25 +349,19 @@ def deposits(env: BenchEnv, options: Options, log=print) -> dict:
             if peer := runner(env, options, log=log):
                 result["baselines"][name] = peer[0]
         result["baselines"].update(_kafka_baselines(env, records, log))
-    result["ratios"] = _ratios(phase["throughput_per_s"], result["baselines"],
-                               (phase.get("account_view") or {}).get("throughput_per_s"))
+    result["ratios"] = _ratios(phase, result["baselines"])
     return result
 
 
-def _ratios(throughput: float, found: dict, to_account_view: float | None = None) -> dict:
-    """streambank's throughput over each baseline's, like for like: where a baseline ends at the account
-    view (the simple peers, the plain loop) or has no view at all, streambank's `to_account_view`."""
-    def ours(figures: dict) -> float:
-        if to_account_view is None or figures.get("measured_to") == "customer view":
-            return throughput
-        return to_account_view
-    return {f"streambank/{name}": _ratio(ours(figures), figures.get("throughput_per_s"))
+def _ratios(phase: dict, found: dict) -> dict:
+    """streambank's throughput over each baseline's, like for like (`_like`)."""
+    return {f"streambank/{name}": _ratio(_like(phase, figures)["throughput_per_s"], figures.get("throughput_per_s"))
             for name, figures in found.items() if isinstance(figures, dict)}
 
 
 def _like(ours: dict, theirs: dict) -> dict:
-    """Our phase's figures measured where `theirs` were: at the account view for a baseline without a
-    customer view (`DepositDriver`'s `account_view`), else as they are."""
+    """Our phase's figures measured where `theirs` were: at the account view for a baseline that ends
+    there or has no view at all (`DepositDriver`'s `account_view`), else as they are."""
     if theirs.get("measured_to") != "customer view" and "account_view" in ours:
         return ours["account_view"]
     return ours
@@ -491,7 +487,7 @@ def transfers(env: BenchEnv, options: Options, log=print) -> dict:
             records.append((command.transfer_id.encode(), codec.encode(command)))
         result["record_size"] = round(sum(len(v) for _, v in records) / len(records))
         result["baselines"].update(_kafka_baselines(env, records, log))
-    result["ratios"] = _ratios(phase["throughput_per_s"], result["baselines"])
+    result["ratios"] = _ratios(phase, result["baselines"])
     return result
 
 
@@ -579,7 +575,7 @@ def replay(env: BenchEnv, options: Options, log=print) -> dict:
         result["baselines"]["plain_fold"] = plain_fold(env, options.count)
         result["baselines"]["kafka_consumer_perf"] = baselines.consumer_perf(env, topics.ACCOUNT_EVENTS.name,
                                                                              options.count)
-    result["ratios"] = _ratios(phase["throughput_per_s"], result["baselines"])
+    result["ratios"] = _ratios(phase, result["baselines"])
     return result
 
 

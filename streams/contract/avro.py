@@ -88,9 +88,8 @@ def _avro_type(annotation, field_name: str, defined: set):
 
 def _avro_default(field: dataclasses.Field):
     value = field.default
-    if isinstance(value, Decimal):
-        unscaled = int(value.scaleb(2))
-        return unscaled.to_bytes(max(1, (unscaled.bit_length() + 8) // 8), "big", signed=True).decode("latin-1")
+    if isinstance(value, Decimal):  # Avro writes a bytes default as a string of code points 0-255
+        return decimal_bytes(value).decode("latin-1")
     if isinstance(value, tuple):
         return list(value)
     if isinstance(value, bytes):  # Avro writes a bytes default as a string of code points 0-255
@@ -176,10 +175,10 @@ def decimal_bytes(value) -> bytes:
 def decimal_of(value) -> Decimal:
     """A decimal(18,2) field as read: its body (bytes), its schema default (fastavro hands a bytes
     default over as a str of code points 0-255), or a Decimal (a writer schema of another scale)."""
+    if isinstance(value, str):
+        value = value.encode("latin-1")
     if value.__class__ is bytes:
         return Decimal(int.from_bytes(value, "big", signed=True)).scaleb(-_SCALE)
-    if isinstance(value, str):
-        return Decimal(int.from_bytes(value.encode("latin-1"), "big", signed=True)).scaleb(-_SCALE)
     return value
 
 
