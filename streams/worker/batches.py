@@ -39,9 +39,11 @@ class BatchedTable(MutableMapping):
     def __init__(self, table, encode: Callable[[object], bytes] | None = None):
         self.table = table
         self.partition: int | None = None  # of the record being processed; set by `streams.worker.pipeline.Batch`
-        #: Buffered writes: bytes, None (a delete), or a record (the view agents' FoldCodec), encoded with
-        #: `encode` when taken, so a key written many times in a batch is encoded once and read back as is.
-        self._pending: dict[tuple[int, bytes], object] = {}
+        #: Buffered writes by partition, then key: bytes, None (a delete), or a record (the view agents'
+        #: FoldCodec), encoded with `encode` when taken, so a key written many times in a batch is encoded
+        #: once and read back as is. By partition first, so taking one partition's writes does not scan
+        #: the others'.
+        self._pending: dict[int, dict[bytes, object]] = {}
         self.encode = encode
 
     # -- reads ------------------------------------------------------------------------------------
@@ -51,7 +53,7 @@ class BatchedTable(MutableMapping):
             return self.table.get(key, default)
         raw = key.encode()
         try:
-            value = self._pending[(partition, raw)]
+            value = self._pending[partition][raw]
         except KeyError:
             value = self._read(partition, raw)
         return default if value is None else value
@@ -135,18 +137,17 @@ class BatchedTable(MutableMapping):
         partition = self.partition
         if partition is None:
             raise RuntimeError(f"{self.table.name} written outside a batch")
-        where = (partition, key.encode())
-        self._pending.pop(where, None)  # re-inserted at the end: the changelog keeps each key's last write
-        self._pending[where] = value
+        pending = self._pending.get(partition)
+        if pending is None:
+            pending = self._pending[partition] = {}
+        raw = key.encode()
+        pending.pop(raw, None)  # re-inserted at the end: the changelog keeps each key's last write
+        pending[raw] = value
 
     def take(self, partition: int) -> list[tuple[bytes, bytes | None]]:
         """Removes and returns one partition's buffered entries, each key once at its last write, encoded."""
-        pending, encode = self._pending, self.encode
-        taken = [(key, value if value is None or value.__class__ is bytes else encode(value))
-                 for (p, key), value in pending.items() if p == partition]
-        for key, _ in taken:
-            del pending[(partition, key)]
-        return taken
+        pending, encode = self._pending.pop(partition, {}), self.encode
+        return [(key, value if is_encoded(value) else encode(value)) for key, value in pending.items()]
 
     def discard(self) -> None:
         """Forgets every buffered write (a batch that will not be committed)."""
@@ -190,13 +191,19 @@ class BatchedTable(MutableMapping):
         return self.table.changelog_topic.get_topic_name()
 
 
+def is_encoded(value) -> bool:
+    """Whether a buffered value goes to Kafka as it is: bytes, or None (a delete). Anything else is a
+    record still to encode (the view agents' FoldCodec keeps records until the batch ends)."""
+    return value is None or value.__class__ is bytes
+
+
 def encoded(records: list[Outgoing], encode: Callable[[object], bytes]) -> list[Outgoing]:
     """The records with any value still a record (the view agents' FoldCodec) encoded: after `coalesce`,
     so a summary superseded in the batch is never encoded."""
-    if all(r.value is None or r.value.__class__ is bytes for r in records):
+    if all(is_encoded(r.value) for r in records):
         return records
-    return [r if r.value is None or r.value.__class__ is bytes else
-            Outgoing(r.topic, r.key, encode(r.value), r.headers, r.latest_of) for r in records]
+    return [r if is_encoded(r.value) else Outgoing(r.topic, r.key, encode(r.value), r.headers, r.latest_of)
+            for r in records]
 
 
 def coalesce(records: list[Outgoing]) -> list[Outgoing]:

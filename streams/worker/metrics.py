@@ -17,6 +17,7 @@ Hooks, all installed by `instrument` (called once from `streams.worker.wiring.wi
 """
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import Iterable
@@ -117,12 +118,16 @@ class Metrics:
         self._child(self.transactions, agent, "committed").inc(len(effects))
         self._child(self.transaction_seconds, agent).observe(seconds)
         deadletter = topics.DEADLETTER.name
-        for effect in effects:
-            for record in effect.records:
-                self.emitted_child(record.topic).inc()
-                if record.topic == deadletter:
-                    source = dict(record.headers or ()).get("deadletter.topic", b"")
-                    self.dead_lettered(source.decode("utf-8", "replace"))
+        # Counted by topic first: a counter's inc takes a lock, once per topic instead of once per record.
+        by_topic = collections.Counter(record.topic for effect in effects for record in effect.records)
+        for topic, count in by_topic.items():
+            self.emitted_child(topic).inc(count)
+        if deadletter in by_topic:
+            for effect in effects:
+                for record in effect.records:
+                    if record.topic == deadletter:
+                        source = dict(record.headers or ()).get("deadletter.topic", b"")
+                        self.dead_lettered(source.decode("utf-8", "replace"))
 
     def transaction_fenced(self, agent: str) -> None:
         self._child(self.transactions, agent, "fenced").inc()
