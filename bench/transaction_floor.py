@@ -30,6 +30,8 @@ PHASES = ("produce", "send_offsets", "flush", "commit", "total")
 def ensure_topics(servers: str) -> None:
     admin = AdminClient({"bootstrap.servers": servers})
     missing = [t for t in TOPICS if t not in admin.list_topics(timeout=10).topics]
+    if not missing:
+        return
     for future in admin.create_topics([NewTopic(t, 4, 1) for t in missing]).values():
         future.result()
 
