@@ -22,13 +22,14 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.config import Settings
+from streams.kafka.producer import producer_config
 
 TOPICS = ("bench.txn-floor.in", "bench.txn-floor.out", "bench.txn-floor.changelog")
 PHASES = ("produce", "send_offsets", "flush", "commit", "total")
 
 
-def ensure_topics(servers: str) -> None:
-    admin = AdminClient({"bootstrap.servers": servers})
+def ensure_topics(settings: Settings) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     missing = [t for t in TOPICS if t not in admin.list_topics(timeout=10).topics]
     if not missing:
         return
@@ -36,11 +37,13 @@ def ensure_topics(servers: str) -> None:
         future.result()
 
 
-def run(servers: str, tid: str, partitions: list[int], count: int, extra: dict, out: dict) -> None:
-    group = Consumer({"bootstrap.servers": servers, "group.id": "bench-txn-floor"})
+def run(settings: Settings, tid: str, partitions: list[int], count: int, extra: dict, out: dict) -> None:
+    group = Consumer(settings.consumer_config(**{"group.id": "bench-txn-floor"}))
     metadata = group.consumer_group_metadata()
-    producer = Producer({"bootstrap.servers": servers, "transactional.id": tid, "linger.ms": 5,
-                         "retry.backoff.ms": 5, **extra})
+    # As streambank's transactional producers are configured (streams.kafka.transactions).
+    producer = Producer(producer_config(settings, **{"transactional.id": tid, "linger.ms": 5,
+                                                     "retry.backoff.ms": 5, "compression.type": "none",
+                                                     **extra}))
     producer.init_transactions(30)
     timings = {phase: [] for phase in PHASES}
     for i in range(count):
@@ -71,17 +74,17 @@ def main() -> None:
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="extra librdkafka producer setting (repeatable)")
     args = parser.parse_args()
-    servers = Settings.from_env().bootstrap_servers
-    ensure_topics(servers)
+    settings = Settings.from_env()
+    ensure_topics(settings)
     extra = dict(item.split("=", 1) for item in args.config)
     out: dict = {}
     if args.producers == 1:
         layout = [("bench-txn-floor-all", [0, 1, 2, 3])]
     else:
         layout = [(f"bench-txn-floor-{p}", [p % 4]) for p in range(args.producers)]
-    run(servers, layout[0][0] + "-warmup", layout[0][1], 20, extra, {})  # coordinator load, first init
+    run(settings, layout[0][0] + "-warmup", layout[0][1], 20, extra, {})  # coordinator load, first init
     started = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(servers, tid, parts, args.transactions, extra, out))
+    threads = [threading.Thread(target=run, args=(settings, tid, parts, args.transactions, extra, out))
                for tid, parts in layout]
     for thread in threads:
         thread.start()
