@@ -23,11 +23,14 @@ from confluent_kafka import Producer
 
 from ..contract import topics
 from ..contract.avro import Codec
+from ..kafka.admin import topic_ids
 from ..kafka.producer import produce_when_room, producer_config
 from ..domain import accounts
 from ..services.commands import COMMAND_PREFIX, STATE_PREFIX, CommandProcessor
 from ..services.projections import AccountProjector, CustomerProjector
 from ..services.handling import KeyPrefixed, Origin
+from ..worker.batches import changelog_id_path
+from ..worker.pipeline import EMPTIED
 from .env import BenchEnv, BenchError
 from .workloads import ACCOUNTS_PER_CUSTOMER, Options
 
@@ -84,6 +87,10 @@ def write_changelogs(env: BenchEnv, tables: dict[str, dict], worker_dir: Path | 
     producer = Producer(producer_config(env.settings, **{"linger.ms": 20, "batch.num.messages": 10000}))
     partitions = env.settings.partitions
     written = 0
+    # Beside each database, the id of the changelog it mirrors: without it the worker takes the database
+    # for one of unknown origin, empties it and restores it from the changelog (a full restore, not a
+    # restart with its disk intact).
+    ids = topic_ids(env.settings, [topics.changelog_topic(name) for name in tables]) if worker_dir else {}
     for name, entries in tables.items():
         topic = topics.changelog_topic(name)
         by_partition: dict[int, list] = defaultdict(list)
@@ -105,6 +112,7 @@ def write_changelogs(env: BenchEnv, tables: dict[str, dict], worker_dir: Path | 
                 batch.put(FAUST_OFFSET_KEY, str(len(records) - 1).encode())
                 db.write(batch)
                 db.close()
+                changelog_id_path(path).write_text(ids[topic])
     if producer.flush(120):
         raise BenchError("changelog records still unacknowledged after 120 s")
     return written
@@ -160,6 +168,8 @@ def memory(env: BenchEnv, options: Options, log=print) -> dict:
     after_reads = rss_kib(worker.pid)
     disk = sum(f.stat().st_size for f in (worker.settings.home / "workers").rglob("*") if f.is_file())
     broker = rss_kib(env.broker_pids[0]) if env.broker_pids else {}
+    # Without --recover every database was written here, so none should have been restored whole.
+    emptied = worker.log.read_text(errors="replace").count(EMPTIED) if worker.log.exists() else 0
     return {
         "workload": "memory", "accounts": n, "state": "recovered from changelogs" if recover else "local RocksDB", "table_entries": counts, "changelog_records": written,
         "build_s": round(built_s, 1), "write_s": round(written_s, 1), "start_to_serving_s": round(recovered_s, 1),
@@ -170,4 +180,5 @@ def memory(env: BenchEnv, options: Options, log=print) -> dict:
         "worker_state_on_disk_mib": round(disk / 2**20, 1),
         "broker_rss_mib": round(broker.get("rss_kib", 0) / 1024, 1),
         "target_rss_mib": 1024,
+        "table_partitions_restored_whole": emptied,
     }

@@ -111,8 +111,7 @@ class BatchedTable(MutableMapping):
         partition_path = getattr(self.table.data, "partition_path", None)
         if partition_path is None:  # the in-memory store (tests): nothing outlives the process
             return None
-        path = Path(partition_path(partition))
-        return path.with_name(path.name + ".changelog-id")
+        return changelog_id_path(Path(partition_path(partition)))
 
     def clear(self, partition: int) -> None:
         """Deletes everything the partition's local database holds, its changelog offset included."""
@@ -189,6 +188,12 @@ class BatchedTable(MutableMapping):
     @property
     def changelog(self) -> str:
         return self.table.changelog_topic.get_topic_name()
+
+
+def changelog_id_path(database: Path) -> Path:
+    """Where the id of the changelog a table partition's database (`database`) was built from is kept:
+    a database whose id is missing or another is emptied and restored (streams.worker.pipeline.local_offset)."""
+    return database.with_name(database.name + ".changelog-id")
 
 
 def is_encoded(value) -> bool:

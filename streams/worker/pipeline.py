@@ -179,6 +179,10 @@ async def restore_tables(writers: Iterable[BatchedTable], transactions, changelo
              len(wanted), time.monotonic() - started, sum(counts.values()))
 
 
+#: How the worker logs a table partition it could not trust and restores whole (`bank bench memory` counts them).
+EMPTIED = "emptied and restored from the start"
+
+
 def local_offset(table: BatchedTable, partition: int, changelog_id: str) -> int | None:
     """The offset the partition's local database holds in the changelog `changelog_id`; None (after
     emptying it) when it was built from another changelog or nobody knows which."""
@@ -187,7 +191,7 @@ def local_offset(table: BatchedTable, partition: int, changelog_id: str) -> int 
     if known == changelog_id or (known is None and offset is None):
         return offset
     log.warning("%s[%d]: the local table was built from %s (local offset %s), not from the changelog there now "
-                "(%s): emptied and restored from the start", table.changelog, partition,
+                "(%s): " + EMPTIED, table.changelog, partition,
                 f"changelog {known}" if known else "an unknown changelog", offset, changelog_id)
     table.clear(partition)
     return None
