@@ -28,6 +28,7 @@ from fastavro.schema import to_parsing_canonical_form
 
 from . import records
 from . import schema_registry as registry_api
+from .compiled import NotCompilable, compile_reader, compile_writer
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = 10
@@ -232,6 +233,24 @@ def _to_avro_factory(record_type: type):
     return convert
 
 
+def _compiled_writer(schema: dict, record_type: type, header: bytes, enabled: bool = True):
+    if not enabled:
+        return None
+    try:
+        return compile_writer(schema, record_type, header, decimal_bytes)
+    except NotCompilable:
+        return None
+
+
+def _compiled_reader(schema: dict, record_type: type, enabled: bool = True):
+    if not enabled:
+        return None
+    try:
+        return compile_reader(schema, record_type, decimal_of)
+    except NotCompilable:
+        return None
+
+
 _FROM_ENV = object()
 
 
@@ -240,11 +259,14 @@ class Codec:
 
     `registry` is a `schema_registry.RegistryClient` (or None: no registry, framed records are
     undecodable); by default it and `record_format` come from the environment (`Settings.from_env`).
+    With `compiled` (the default) each record type is written and, in its current schema, read by code
+    compiled from its schema (`streams.contract.compiled`); without it, by fastavro alone.
     """
 
     def __init__(self, schema_dir: Path = SCHEMA_DIR, record_types=records.RECORD_TYPES,
                  upcasters: dict[str, typing.Callable[[dict], object]] | None = None,
-                 registry=_FROM_ENV, record_format: str | None = None, cache_size: int = 1024):
+                 registry=_FROM_ENV, record_format: str | None = None, cache_size: int = 1024,
+                 compiled: bool = True):
         from .upcasters import UPCASTERS  # old full name → function(dict) → current record
         upcasters = UPCASTERS if upcasters is None else upcasters
         if registry is _FROM_ENV or record_format is None:
@@ -259,20 +281,27 @@ class Codec:
         self.registry = registry
         self._upcasters = upcasters
         self._schema_texts: dict[type, tuple[str, str]] = {}  # record type → (full name, current schema JSON)
-        self._by_type: dict[type, tuple[bytes, object, typing.Callable]] = {}
-        self._readers: dict[bytes, tuple[object, object | None, typing.Callable]] = {}
+        # record type → (header, fastavro schema, dataclass → dict, compiled writer or None)
+        self._by_type: dict[type, tuple[bytes, object, typing.Callable, typing.Callable | None]] = {}
+        # fingerprint → (writer schema, reader schema or None, dict → record, compiled reader or None)
+        self._readers: dict[bytes, tuple[object, object | None, typing.Callable, typing.Callable | None]] = {}
+        self._plains: dict[type, dict] = {}
+        self._compiled = compiled
         current: dict[str, tuple[bytes, object]] = {}
         types_by_name = {records.full_name(t): t for t in record_types}
         writers: dict[bytes, tuple[str, object]] = {}
+        plains: dict[str, dict] = {}  # full name → its current schema, as `_plain` gives it
         for path in sorted(schema_dir.glob("*.avsc")):
             raw = json.loads(path.read_text())
             full = f"{raw.get('namespace')}.{raw['name']}" if raw.get("namespace") else raw["name"]
-            parsed = fastavro.parse_schema(_plain(raw, decimals=full in types_by_name), _force=True)
+            plain = _plain(raw, decimals=full in types_by_name)
+            parsed = fastavro.parse_schema(plain, _force=True)
             canonical = to_parsing_canonical_form(raw)
             fp = fingerprint(canonical)
             writers[fp] = (full, parsed)
             if path.name == f"{full}.avsc":
                 current[full] = (fp, parsed)
+                plains[full] = plain
                 if full in types_by_name:
                     # The file's text as it is: Apicurio matches a lookup by exact text, so a producer that
                     # sends the .avsc file (AvroSerializer, auto.register.schemas=False) finds this id.
@@ -281,14 +310,20 @@ class Codec:
             if full not in current:
                 raise RuntimeError(f"schemas/ has no {full}.avsc; run `python -m streams.contract.avro` to write it")
             fp, parsed = current[full]
-            self._by_type[record_type] = (MAGIC + fp, parsed, _to_avro_factory(record_type))
+            self._plains[record_type] = plains[full]
+            self._by_type[record_type] = (MAGIC + fp, parsed, _to_avro_factory(record_type),
+                                          _compiled_writer(plains[full], record_type, MAGIC + fp, compiled))
         for fp, (full, parsed) in writers.items():
             if full not in types_by_name:
                 if full in upcasters:  # a retired (renamed or split) record: read as written, then upcast
-                    self._readers[fp] = (parsed, None, upcasters[full])
+                    self._readers[fp] = (parsed, None, upcasters[full], None)
                 continue
-            reader = None if current[full][0] == fp else current[full][1]
-            self._readers[fp] = (parsed, reader, _to_python_factory(types_by_name[full]))
+            record_type = types_by_name[full]
+            if current[full][0] == fp:  # the current schema: compiled, no resolution to do
+                self._readers[fp] = (parsed, None, _to_python_factory(record_type),
+                                     _compiled_reader(plains[full], record_type, compiled))
+            else:
+                self._readers[fp] = (parsed, current[full][1], _to_python_factory(record_type), None)
         self._current = {full: current[full] for full in types_by_name}
         self._types_by_name = types_by_name
         self._ids = None if registry is None else registry_api.IdLookup(registry, self._reader_for_text,
@@ -304,11 +339,13 @@ class Codec:
     # --- the Confluent wire format
     def _confluent_writer(self, record_type: type):
         """Registers the type's current schema under its full name (idempotent): its id frames the records."""
-        _, schema, to_avro = self._by_type[record_type]
+        _, schema, to_avro, _ = self._by_type[record_type]
         full, text = self._schema_texts[record_type]
         schema_id = self.registry.register(registry_api.subject_for(full), text)
         self._ids.pin(schema_id, self._readers[self._current[full][0]])
-        writer = (bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big"), schema, to_avro)
+        header = bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big")
+        writer = (header, schema, to_avro, _compiled_writer(self._plains[record_type], record_type, header,
+                                                                  self._compiled))
         self._writers[record_type] = writer
         return writer
 
@@ -342,16 +379,21 @@ class Codec:
         except Exception as exc:
             raise registry_api.RegistryError(f"the registry's schema of {full} does not parse: {exc}") from exc
         if full in self._types_by_name:  # a version not kept in schemas/: read into today's schema
-            return (parsed, self._current[full][1], _to_python_factory(self._types_by_name[full]))
+            return (parsed, self._current[full][1], _to_python_factory(self._types_by_name[full]), None)
         if full in self._upcasters:
-            return (parsed, None, self._upcasters[full])
+            return (parsed, None, self._upcasters[full], None)
         raise registry_api.RegistryError(f"the registry's schema is {full}, no record type of this pipeline")
 
     def encode(self, record) -> bytes:
         try:
-            header, schema, to_avro = self._writers[type(record)]
+            header, schema, to_avro, compiled = self._writers[type(record)]
         except KeyError:
-            header, schema, to_avro = self._confluent_writer(type(record))
+            header, schema, to_avro, compiled = self._confluent_writer(type(record))
+        if compiled is not None:
+            try:
+                return compiled(record)
+            except Exception:  # a value the compiled form cannot write: fastavro says what is wrong
+                pass
         out = io.BytesIO()
         out.write(header)
         fastavro.schemaless_writer(out, schema, to_avro(record))
@@ -377,7 +419,14 @@ class Codec:
         return self._read(data, HEADER_SIZE, entry)
 
     def _read(self, data, offset: int, entry):
-        writer, reader, to_python = entry
+        writer, reader, to_python, compiled = entry
+        if compiled is not None and data.__class__ is bytes:
+            try:
+                record, end = compiled(data, offset)
+                if end == len(data):
+                    return record
+            except Exception:  # corrupt bytes: fastavro's reading below names the fault
+                pass
         stream = io.BytesIO(data)
         stream.seek(offset)
         try:
