@@ -36,7 +36,8 @@ def raw_records(settings) -> list[tuple[str, bytes]]:
         found, deadline = [], time.monotonic() + 60
         while ends:
             assert time.monotonic() < deadline, f"could not read to the end of {sorted(ends)}"
-            for message in consumer.consume(num_messages=2000, timeout=0.5):
+            messages = consumer.consume(num_messages=2000, timeout=0.5)
+            for message in messages:
                 where = (message.topic(), message.partition())
                 if message.error() is not None or where not in ends:
                     continue
@@ -44,6 +45,8 @@ def raw_records(settings) -> list[tuple[str, bytes]]:
                 found.append((message.topic(), (message.key() or b"") + (message.value() or b"") + headers))
                 if message.offset() + 1 >= ends[where]:
                     del ends[where]
+            if messages:
+                continue  # still reading: the broker is asked about the partitions left only once it runs dry
             for tp in consumer.position([TopicPartition(t, p) for t, p in ends]):  # past trailing markers
                 if tp.offset >= ends.get((tp.topic, tp.partition), float("inf")):
                     del ends[(tp.topic, tp.partition)]
