@@ -32,6 +32,7 @@ from prometheus_client.process_collector import ProcessCollector
 from ..contract import topics
 from ..topology import VIEW_AGENTS  # view agent → its view's table: its staleness is the agent's
 from .liveness import fetch_position, only_markers_left, unhandled_partitions
+from .store import memory_usage as rocksdb_memory_usage
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +293,13 @@ class PipelineCollector:
                                     "progress for 30 s (the liveness check behind /health).")
         stalled.add_metric([], self.stalled())
         yield stalled
+        rocksdb = GaugeMetricFamily("bank_rocksdb_memory_bytes", "What the block cache and the memtables shared by "
+                                    "every table partition of this worker hold (block_cache_pinned: the part "
+                                    "of the cache in use by readers); each has a bound (streams/worker/store.py).",
+                                    labels=["kind"])
+        for kind, size in sorted((rocksdb_memory_usage() or {}).items()):
+            rocksdb.add_metric([kind], size)
+        yield rocksdb
 
 
 def channel_topics(agent) -> frozenset[str]:

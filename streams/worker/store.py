@@ -27,6 +27,15 @@ def shared_memory() -> tuple[rocksdict.Cache, rocksdict.WriteBufferManager]:
     return _shared
 
 
+def memory_usage() -> dict[str, int] | None:
+    """Bytes the shared block cache and memtables hold now (None before the first database opens)."""
+    if _shared is None:
+        return None
+    cache, write_buffers = _shared
+    return {"block_cache": cache.get_usage(), "block_cache_pinned": cache.get_pinned_usage(),
+            "memtables": write_buffers.get_usage()}
+
+
 class SharedMemoryOptions(faust_rocksdb.RocksDBOptions):
     """Faust's rocksdict options, with the shared cache and write buffer manager in place of its own."""
 

@@ -53,7 +53,8 @@ def test_metrics_are_served_by_every_worker_and_their_counters_move_after_traffi
     for worker in workers:
         names = {name for name, _ in scrape(worker)}
         for family in ("bank_consumer_lag", "bank_view_lag_records", "bank_view_staleness_seconds",
-                       "bank_worker_ready", "bank_assigned_partitions", "process_resident_memory_bytes"):
+                       "bank_worker_ready", "bank_assigned_partitions", "process_resident_memory_bytes",
+                       "bank_rocksdb_memory_bytes"):
             assert family in names, (worker.port, family)
     before = {(name, tuple(labels.items())): total(workers, name, **labels) for name, labels, _ in EXPECTED_MOVES}
 
