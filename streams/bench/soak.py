@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import urllib.request
 from decimal import Decimal
 
 from confluent_kafka import Consumer, TopicPartition
@@ -86,17 +87,38 @@ class LagMeter:
         self.consumer.close()
 
 
+def rocksdb_bytes(port: int) -> int | None:
+    """What a worker's shared RocksDB block cache and memtables hold (`bank_rocksdb_memory_bytes`), from its
+    /metrics; None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except (OSError, ValueError):
+        return None
+    kinds = {}
+    for line in text.splitlines():
+        if line.startswith("bank_rocksdb_memory_bytes{"):
+            labels, value = line.rsplit(" ", 1)
+            kinds[labels] = float(value)
+    # The pinned part of the cache is inside the cache's usage: not counted twice.
+    return int(sum(v for k, v in kinds.items() if "pinned" not in k)) if kinds else None
+
+
 class Sampler(threading.Thread):
-    def __init__(self, processes: dict[str, int], lag_meter: LagMeter, interval: float, started: float):
+    def __init__(self, processes: dict[str, int], lag_meter: LagMeter, interval: float, started: float,
+                 worker_ports: dict[str, int] | None = None):
         super().__init__(name="soak-sampler", daemon=True)
         self.processes, self.lag_meter, self.interval, self.started = processes, lag_meter, interval, started
+        self.worker_ports = worker_ports or {}
         self.samples: list[dict] = []
         self.stopping = threading.Event()
 
     def sample(self) -> None:
         rss = {name: rss_bytes(pid) for name, pid in self.processes.items()}
+        rocksdb = {name: rocksdb_bytes(port) for name, port in self.worker_ports.items()}
         self.samples.append({"t": round(time.monotonic() - self.started, 2),
                              "rss_mb": {name: round(b / MB, 1) for name, b in rss.items() if b is not None},
+                             "rocksdb_mb": {name: round(b / MB, 1) for name, b in rocksdb.items() if b is not None},
                              "lag": self.lag_meter.lag()})
 
     def run(self) -> None:
@@ -170,7 +192,8 @@ def soak(env: BenchEnv, *, minutes: float, rate: float | None, workers: int, acc
         processes = {f"worker-{i + 1}": w.pid for i, w in enumerate(env.workers)}
         processes.update({("broker" if i == 0 else f"broker-{i + 1}"): pid for i, pid in enumerate(env.broker_pids)})
         started = time.monotonic()
-        sampler = Sampler(processes, lag_meter, interval, started)
+        sampler = Sampler(processes, lag_meter, interval, started,
+                          worker_ports={f"worker-{i + 1}": w.port for i, w in enumerate(env.workers)})
         sampler.sample()
         sampler.start()
         log(f"soaking {minutes} min at {rate:.0f} commands/s, sampling every {interval:.0f} s")
@@ -224,6 +247,10 @@ def report(samples: list[dict], processes: dict[str, int], *, minutes, rate, pro
                      "max_mb": max(v for _, v in series) if series else None,
                      "slope_mb_per_min": _rounded_slope(steady_series, 3),
                      "slope_mb_per_min_last_half": _rounded_slope([(t, v) for t, v in series if t >= half], 3)}
+        held = [(s["t"], s["rocksdb_mb"][name]) for s in samples if name in s.get("rocksdb_mb", {})]
+        if held:  # a worker: how much of its RSS is RocksDB's bounded cache and memtables
+            rss[name]["rocksdb_first_mb"], rss[name]["rocksdb_last_mb"] = held[0][1], held[-1][1]
+            rss[name]["rocksdb_max_mb"] = max(v for _, v in held)
     lags = [s["lag"] for s in samples if s["lag"] is not None]
     steady_lags = [s["lag"] for s in steady if s["lag"] is not None]
     commands = deposits + transfers
@@ -253,6 +280,9 @@ def text_report(result: dict) -> str:
         slope = "-" if r["slope_mb_per_min"] is None else f"{r['slope_mb_per_min']:+.3f}"
         late = "-" if r.get("slope_mb_per_min_last_half") is None else f"{r['slope_mb_per_min_last_half']:+.3f}"
         lines.append(f"{name:<10} {r['first_mb']!s:>9} {r['last_mb']!s:>9} {r['max_mb']!s:>9} {slope:>13} {late:>10}")
+        if "rocksdb_last_mb" in r:
+            lines.append(f"{'  rocksdb':<10} {r['rocksdb_first_mb']!s:>9} {r['rocksdb_last_mb']!s:>9} "
+                         f"{r['rocksdb_max_mb']!s:>9}  (its shared block cache and memtables, inside the RSS)")
     lag = result["lag"]
     lines.append(f"consumer lag (records): max {lag['max']}, mean after warm-up {lag['mean_after_warmup']}, "
                  f"last {lag['last']}, slope {lag['slope_per_min_after_warmup']}/min "

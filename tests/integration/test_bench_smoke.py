@@ -205,11 +205,16 @@ def test_soak_reports_memory_of_every_process_and_the_lag(bench_env):
     assert set(report["processes"]) == set(report["rss"]) == {"worker-1", "worker-2", "broker"}
     assert len(report["samples"]) >= 3
     for sample in report["samples"]:
-        assert set(sample) == {"t", "rss_mb", "lag"}
+        assert set(sample) == {"t", "rss_mb", "rocksdb_mb", "lag"}
         assert set(sample["rss_mb"]) == set(report["processes"])
+        assert set(sample["rocksdb_mb"]) <= {"worker-1", "worker-2"}  # read from each worker's /metrics
+    assert any(sample["rocksdb_mb"] for sample in report["samples"])
     for figures in report["rss"].values():
         assert 0 < figures["first_mb"] <= figures["max_mb"] and 0 < figures["last_mb"] <= figures["max_mb"]
         assert isinstance(figures["slope_mb_per_min"], float)
+    for worker in ("worker-1", "worker-2"):
+        figures = report["rss"][worker]
+        assert 0 <= figures["rocksdb_last_mb"] <= figures["rocksdb_max_mb"] < figures["max_mb"]
     assert report["lag"]["max"] is not None and report["lag"]["max"] >= 0
 
 

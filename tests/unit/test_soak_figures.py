@@ -38,3 +38,13 @@ def test_given_rss_that_keeps_rising_then_the_last_half_slope_shows_it():
     result = report(samples, {"w": 1}, minutes=20, rate=10, probe=None, interval=60, deposits=1, transfers=0,
                     outcomes=1, load_seconds=1200)
     assert result["rss"]["w"]["slope_mb_per_min_last_half"] == 1.0
+
+
+def test_given_a_worker_s_rocksdb_figures_then_its_rss_report_gives_their_first_last_and_max():
+    samples = [{"t": t, "rss_mb": {"worker-1": 200.0 + t, "broker": 900.0},
+                "rocksdb_mb": {"worker-1": float(min(t, 40))} if t != 20 else {}, "lag": 0} for t in (0, 20, 40, 60)]
+    result = report(samples, {"worker-1": 1, "broker": 2}, minutes=1, rate=10, probe=None, interval=20,
+                    deposits=1, transfers=0, outcomes=1, load_seconds=60)
+    worker = result["rss"]["worker-1"]
+    assert (worker["rocksdb_first_mb"], worker["rocksdb_last_mb"], worker["rocksdb_max_mb"]) == (0.0, 40.0, 40.0)
+    assert "rocksdb_last_mb" not in result["rss"]["broker"]
