@@ -177,19 +177,24 @@ def _write(src: _Source, env: dict, schema, hint, value: str, indent: int, named
         _write(src, env, schema["items"], _item_type(hint), item, indent + 2, named)
         src.add(indent, "put(NULL)")  # the array's end: a block of 0 items
     elif schema.get("type") == "record":
-        if hint is None or not dataclasses.is_dataclass(hint):
-            raise NotCompilable(f"record {schema['name']} without its dataclass")
         _write_fields(src, env, schema, hint, value, indent, named)
     else:
         raise NotCompilable(f"schema {schema!r}")
 
 
+def _record_hints(schema: dict, record_type) -> dict:
+    """The dataclass's field types, once its fields are the record schema's (else it cannot be compiled)."""
+    if record_type is None or not dataclasses.is_dataclass(record_type):
+        raise NotCompilable(f"record {schema['name']} without its dataclass")
+    hints = _field_types(record_type)
+    if sorted(f["name"] for f in schema["fields"]) != sorted(hints):
+        raise NotCompilable(f"{schema['name']}'s fields are not {record_type.__name__}'s")
+    return hints
+
+
 def _write_fields(src: _Source, env: dict, schema: dict, record_type: type, value: str, indent: int,
                   named: dict) -> None:
-    hints = _field_types(record_type)
-    names = [f["name"] for f in schema["fields"]]
-    if sorted(names) != sorted(hints):
-        raise NotCompilable(f"{schema['name']}'s fields are not {record_type.__name__}'s")
+    hints = _record_hints(schema, record_type)
     for field in schema["fields"]:
         _write(src, env, field["type"], hints[field["name"]], f"{value}.{field['name']}", indent, named)
 
@@ -268,8 +273,6 @@ def _read(src: _Source, env: dict, schema, hint, target: str, indent: int, named
         src.add(indent + 2, f"{items}.append({item})")
         src.add(indent, f"{target} = tuple({items})")
     elif schema.get("type") == "record":
-        if hint is None or not dataclasses.is_dataclass(hint):
-            raise NotCompilable(f"record {schema['name']} without its dataclass")
         _read_fields(src, env, schema, hint, target, indent, named)
     else:
         raise NotCompilable(f"schema {schema!r}")
@@ -277,10 +280,8 @@ def _read(src: _Source, env: dict, schema, hint, target: str, indent: int, named
 
 def _read_fields(src: _Source, env: dict, schema: dict, record_type: type, target: str, indent: int,
                  named: dict) -> None:
-    hints = _field_types(record_type)
+    hints = _record_hints(schema, record_type)
     names = [f["name"] for f in schema["fields"]]
-    if sorted(names) != sorted(hints):
-        raise NotCompilable(f"{schema['name']}'s fields are not {record_type.__name__}'s")
     values = {name: src.name("v") for name in names}
     for field in schema["fields"]:
         _read(src, env, field["type"], hints[field["name"]], values[field["name"]], indent, named)
