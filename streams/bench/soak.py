@@ -18,6 +18,7 @@ import urllib.request
 from decimal import Decimal
 
 from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from ..contract import topics
 from ..client import BankClient, OutcomeReader
@@ -95,13 +96,10 @@ def rocksdb_bytes(port: int) -> int | None:
             text = response.read().decode()
     except (OSError, ValueError):
         return None
-    kinds = {}
-    for line in text.splitlines():
-        if line.startswith("bank_rocksdb_memory_bytes{"):
-            labels, value = line.rsplit(" ", 1)
-            kinds[labels] = float(value)
+    kinds = {sample.labels["kind"]: sample.value for family in text_string_to_metric_families(text)
+             if family.name == "bank_rocksdb_memory_bytes" for sample in family.samples}
     # The pinned part of the cache is inside the cache's usage: not counted twice.
-    return int(sum(v for k, v in kinds.items() if "pinned" not in k)) if kinds else None
+    return int(sum(v for kind, v in kinds.items() if kind != "block_cache_pinned")) if kinds else None
 
 
 class Sampler(threading.Thread):
