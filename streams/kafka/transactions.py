@@ -549,16 +549,24 @@ class Transactions:
                     errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
                 else:
                     last[msg.topic()] = msg.offset()
+            # A delivery report only for each changelog's last record (the offset local state records):
+            # one Python callback per record, each taking the GIL from the event loop, cost more than
+            # the records. Any other record the broker refuses fails the transaction all the same:
+            # librdkafka puts it in the abortable error state, and commit_transaction raises.
             for topic, entries in effect.changelogs:
-                for key, value in entries:
-                    _produce(producer, topic, key=key, value=value, partition=effect.partition, on_delivery=delivered)
+                last_entry = len(entries) - 1
+                for index, (key, value) in enumerate(entries):
+                    if index == last_entry:
+                        _produce(producer, topic, key=key, value=value, partition=effect.partition,
+                                 on_delivery=delivered)
+                    else:
+                        _produce(producer, topic, key=key, value=value, partition=effect.partition)
             for record in effect.records:
                 if record.headers:
                     _produce(producer, record.topic, key=record.key.encode(), value=record.value,
-                             headers=list(record.headers), on_delivery=delivered)
+                             headers=list(record.headers))
                 else:
-                    _produce(producer, record.topic, key=record.key.encode(), value=record.value,
-                             on_delivery=delivered)
+                    _produce(producer, record.topic, key=record.key.encode(), value=record.value)
             if offsets:
                 producer.send_offsets_to_transaction(offsets, self.group().consumer_group_metadata(),
                                                      COMMIT_TIMEOUT_S)
