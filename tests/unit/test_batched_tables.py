@@ -254,3 +254,80 @@ def test_given_a_dedup_record_whose_state_write_was_lost_when_the_command_comes_
     assert again == first  # the same records, byte for byte
     state = codec.decode(table[STATE_PREFIX + "A"])
     assert (state.balance, state.version) == (Decimal("5.00"), 2)
+
+
+# -- in-flight batches: taken, not yet committed (Batch.run_pipelined) ----------------------------
+TASK, NEXT_TASK = object(), object()
+
+
+def test_given_a_taken_batch_when_the_next_batch_reads_then_it_sees_the_writes_still_in_flight(table):
+    table.partition = 0
+    table["state:A"] = b"v1"
+    table.take(0, batch=1, owner=TASK)
+    assert table.get("state:A") == b"v1"  # batch 2, handled while batch 1 commits
+    table["state:A"] = b"v2"
+    assert table.get("state:A") == b"v2"  # its own write over the one in flight
+    table.take(0, batch=2, owner=TASK)
+    assert table.get("state:A") == b"v2"  # the newest layer first
+
+
+def test_given_a_batch_in_flight_when_it_commits_then_its_writes_are_read_from_the_database(table):
+    table.partition = 0
+    table["state:A"] = b"v1"
+    entries = table.take(0, batch=1, owner=TASK)
+    table.apply(0, entries, 5, batch=1)
+    assert table._inflight == {}
+    table.partition = 0
+    assert table.get("state:A") == b"v1"
+    assert table.persisted_offset(0) == 5
+
+
+def test_given_two_batches_in_flight_when_the_first_did_not_commit_then_the_writes_decided_on_it_go_too(table):
+    table.partition = 0
+    table["state:A"] = b"v1"
+    table.take(0, batch=1, owner=TASK)
+    table["state:B"] = b"b1"  # decided while A was v1: it depends on batch 1
+    table.take(0, batch=2, owner=TASK)
+    table.drop(0, batch=1)
+    assert table.get("state:A") is None
+    assert table.get("state:B") is None
+    assert table.table.get("state:A") is None  # nothing of either on disk
+
+
+def test_given_a_dropped_batch_when_a_later_one_is_dropped_after_new_writes_then_only_its_own_are_forgotten(table):
+    table.partition = 0
+    table["state:A"] = b"v1"
+    table.take(0, batch=1, owner=TASK)
+    table["state:A"] = b"v2"
+    table.take(0, batch=2, owner=TASK)
+    table.drop(0, batch=1)  # batch 2 went with it
+    table["state:C"] = b"c1"  # batch 3, decided on what is committed
+    table.take(0, batch=3, owner=NEXT_TASK)
+    table.drop(0, batch=2)  # batch 2's own commit found it dropped: nothing of batch 3 goes
+    assert table.get("state:C") == b"c1"
+    assert table.get("state:A") is None
+
+
+def test_given_writes_a_replaced_task_left_in_flight_when_its_successor_starts_then_they_are_not_read(table):
+    table.partition = 0
+    table["state:A"] = b"stale"
+    table.take(0, batch=1, owner=TASK)
+    table.partition = 1
+    table["state:Z"] = b"z"
+    table.take(1, batch=1, owner=TASK)
+    table.keep_owner(0, NEXT_TASK)
+    table.partition = 0
+    assert table.get("state:A") is None
+    table.partition = 1
+    assert table.get("state:Z") == b"z"  # another partition, still its owner's
+
+
+def test_given_writes_in_flight_when_the_batches_are_discarded_then_nothing_of_them_is_read(table):
+    table.partition = 0
+    table["state:A"] = b"v1"
+    table.take(0, batch=1, owner=TASK)
+    table["state:B"] = b"b1"
+    table.discard()
+    table.partition = 0
+    assert table.get("state:A") is None
+    assert table.get("state:B") is None
