@@ -83,9 +83,6 @@ class PartitionEffects:
     offsets: dict[str, int]
     #: changelog topic → offset of its last record in the transaction (filled in by the commit).
     changelog_offsets: dict[str, int] = field(default_factory=dict)
-    #: The task that accepted the batch's records here (`Transactions.accepts`): the effects commit only
-    #: while it is still the partition's task (None: whichever task is, for callers outside a batch).
-    owner: object = None
 
 
 class Fenced(Exception):
@@ -369,9 +366,7 @@ class Transactions:
             self.on_behind(agent, topic, count)
         return behind
 
-    def accepts(self, agent: str, topic: str, partition: int, offset: int) -> "Task | None":
-        """The partition's task if the record is to be processed (its effects commit only through that
-        task: `commit`), else None."""
+    def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool:
         task = self.tasks.get((agent, partition))
         if task is None:
             # Handed on while no task holds the partition (between a revocation and the next assignment):
@@ -380,15 +375,8 @@ class Transactions:
             seen = self._last_seen.setdefault((agent, partition), {})
             if offset > seen.get(topic, -1):
                 seen[topic] = offset
-            return None
-        return task if task.accepts(topic, offset) else None
-
-    def owns(self, agent: str, partition: int, owner) -> bool:
-        """Whether `owner` (a task `accepts` returned) is still the partition's active task: only then
-        are its committed effects applied to local state (a partition revoked or restarted meanwhile
-        is restored from its changelog instead)."""
-        task = self.tasks.get((agent, partition))
-        return task is not None and task is owner and task.active
+            return False
+        return task.accepts(topic, offset)
 
     async def commit(self, agent: str, effects: list[PartitionEffects]) -> list[PartitionEffects]:
         """Commits each partition's effects in its own transaction, concurrently; returns those committed.
@@ -402,9 +390,7 @@ class Transactions:
         jobs, tasks = [], []
         for effect in effects:
             task = self.tasks.get((agent, effect.partition))
-            if task is None or not task.active or (effect.owner is not None and effect.owner is not task):
-                # Revoked, or restarted since the batch was taken (it was decided on state that did not
-                # commit): the records come again, to whichever task reads them next.
+            if task is None or not task.active:
                 log.info("%s[%d]: partition no longer ours; its batch is dropped", agent, effect.partition)
                 continue
             task.committing += 1

@@ -13,9 +13,6 @@ Two things change with batches, both handled here:
   through a `BatchedTable`, told the partition of each record by the loop (`streams.worker.pipeline.Batch`).
 - Writes are buffered until the batch ends. Reads see them (a command processed earlier in the
   same batch is a duplicate), and a key written twice is written once, last.
-- An agent handles its next batch while the last one commits (`Batch.run_pipelined`). A taken batch's
-  writes stay readable as an in-flight layer until its commit: applied to RocksDB then, or dropped with
-  every layer built on them when it did not commit.
 """
 from __future__ import annotations
 
@@ -47,9 +44,6 @@ class BatchedTable(MutableMapping):
         #: once and read back as is. By partition first, so taking one partition's writes does not scan
         #: the others'.
         self._pending: dict[int, dict[bytes, object]] = {}
-        #: By partition, the writes of batches taken and not yet committed, oldest first, as
-        #: [batch id, owner (the task that took them), writes].
-        self._inflight: dict[int, list[list]] = {}
         self.encode = encode
 
     # -- reads ------------------------------------------------------------------------------------
@@ -61,12 +55,7 @@ class BatchedTable(MutableMapping):
         try:
             value = self._pending[partition][raw]
         except KeyError:
-            for _, _, writes in reversed(self._inflight.get(partition, ())):
-                if raw in writes:
-                    value = writes[raw]
-                    break
-            else:
-                value = self._read(partition, raw)
+            value = self._read(partition, raw)
         return default if value is None else value
 
     def __getitem__(self, key: str) -> bytes:
@@ -154,55 +143,21 @@ class BatchedTable(MutableMapping):
         pending.pop(raw, None)  # re-inserted at the end: the changelog keeps each key's last write
         pending[raw] = value
 
-    def take(self, partition: int, batch: int | None = None, owner=None) -> list[tuple[bytes, bytes | None]]:
-        """Removes and returns one partition's buffered entries, each key once at its last write, encoded.
-        They stay readable, as the in-flight layer of `batch`, until `apply` or `drop`."""
+    def take(self, partition: int) -> list[tuple[bytes, bytes | None]]:
+        """Removes and returns one partition's buffered entries, each key once at its last write, encoded."""
         pending, encode = self._pending.pop(partition, {}), self.encode
-        if pending:
-            self._inflight.setdefault(partition, []).append([batch, owner, pending])
         return [(key, value if is_encoded(value) else encode(value)) for key, value in pending.items()]
 
     def discard(self) -> None:
-        """Forgets every buffered and in-flight write (batches that will not be committed)."""
+        """Forgets every buffered write (a batch that will not be committed)."""
         self._pending.clear()
-        self._inflight.clear()
         self.partition = None
 
-    def drop(self, partition: int, batch: int | None) -> None:
-        """Forgets the in-flight writes of `batch` (it did not commit) at `partition`, and those of every
-        later batch there: they were decided on them."""
-        layers = self._inflight.get(partition, [])
-        for index, layer in enumerate(layers):
-            if layer[0] == batch:
-                del layers[index:]
-                break
-        if not layers:
-            self._inflight.pop(partition, None)
-
-    def keep_owner(self, partition: int, owner) -> None:
-        """Forgets the in-flight writes at `partition` that another owner took (a task since replaced:
-        what it had in flight is not committed, or is read back from the changelog)."""
-        layers = self._inflight.get(partition)
-        if layers and any(layer[1] is not owner for layer in layers):
-            layers[:] = [layer for layer in layers if layer[1] is owner]
-            if not layers:
-                del self._inflight[partition]
-
-    def apply(self, partition: int, entries: list[tuple[bytes, bytes | None]], changelog_offset: int | None,
-              batch: int | None = None) -> None:
+    def apply(self, partition: int, entries: list[tuple[bytes, bytes | None]], changelog_offset: int | None) -> None:
         """Writes committed entries to the partition's RocksDB, with the changelog offset they reach in
-        the same WriteBatch: local state is then always a prefix of the committed changelog. The
-        batch's in-flight layer goes: what it held is on disk now."""
+        the same WriteBatch: local state is then always a prefix of the committed changelog."""
         self.partition = None
         self._write(partition, entries, changelog_offset)
-        layers = self._inflight.get(partition)
-        if layers:
-            for index, layer in enumerate(layers):
-                if layer[0] == batch:
-                    del layers[index]
-                    break
-            if not layers:
-                del self._inflight[partition]
         self.on_sent(self.changelog, len(entries))
 
     def restore(self, partition: int, records: list[tuple[int, bytes, bytes | None]]) -> None:

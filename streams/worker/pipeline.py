@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict, defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
@@ -28,11 +27,7 @@ log = logging.getLogger(__name__)
 class Sink(Protocol):
     """Where a batch's effects go: the transactions (a worker) or a recording emitter (component tests)."""
 
-    def accepts(self, agent: str, topic: str, partition: int, offset: int) -> object | None:
-        """The record's owner (truthy: its effects commit only through it) if it is to be processed."""
-
-    def owns(self, agent: str, partition: int, owner) -> bool:
-        """Whether `owner` still holds the partition: only then do its committed writes go to local state."""
+    def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool: ...
 
     def needs_catch_up(self, agent: str, partition: int) -> bool: ...
 
@@ -52,9 +47,6 @@ class LocalSink:
         self.emitter = emitter
 
     def accepts(self, agent: str, topic: str, partition: int, offset: int) -> bool:
-        return True
-
-    def owns(self, agent: str, partition: int, owner) -> bool:
         return True
 
     def needs_catch_up(self, agent: str, partition: int) -> bool:
@@ -213,26 +205,10 @@ def key_text(event) -> str:
     return (event.key or b"").decode("utf-8", "replace")
 
 
-@dataclass
-class Prepared:
-    """A batch handled and not yet committed: its effects per partition, and what finishing it needs."""
-
-    id: int
-    events: list
-    effects: list[PartitionEffects]
-    keys: dict[int, list[str]]
-    started: float
-
-
 class Batch:
     """One agent's handling of a batch: every record through `handle` with its tables at the
     record's partition; then, per partition, the tables' writes, the records to send and the input
-    offsets committed together (the sink); then the committed writes applied to local state.
-
-    A worker's agents run pipelined (`run_pipelined`): while a batch commits, the next is handled,
-    reading the writes still in flight (`BatchedTable`). Commits stay one at a time and in order; a
-    batch that did not commit at a partition takes with it the writes built on it there (its task
-    restarts, and the records come again)."""
+    offsets committed together (the sink); then the committed writes applied to local state."""
 
     def __init__(self, pipeline: "Pipeline", agent: str, handle, written: list[BatchedTable], sink: Sink,
                  view: str | None = None, answers: bool = False):
@@ -244,53 +220,15 @@ class Batch:
         self.sink = sink
         self.view = view  # the view table whose waiters (`?wait=`) hear of each key
         self.answers = answers  # a processor: the outcomes it commits answer `?wait=` (RecentOutcomes)
-        self._batches = 0
-        # Handling a batch and finishing the one before both write the tables' buffers and layers: one
-        # at a time (a view agent's handling awaits, e.g. reading a handoff's tail).
-        self._tables = asyncio.Lock()
 
     async def run(self, events) -> None:
-        """One batch: handled, committed and applied before this returns."""
-        with self._failing():
-            prepared = await self._prepare(events)
-            if prepared is not None:
-                self._finish(prepared, await self.sink.commit(self.agent, prepared.effects))
-
-    async def run_pipelined(self, batches) -> None:
-        """Every batch of `batches` (an async iterator), each handled while the one before commits."""
-        committing: asyncio.Future | None = None
         try:
-            async for events in batches:
-                with self._failing():
-                    async with self._tables:
-                        prepared = await self._prepare(events)
-                if committing is not None:
-                    await committing  # in order, one at a time: a task's transactions are sequential
-                    committing = None
-                if prepared is not None:
-                    committing = asyncio.ensure_future(self._commit(prepared))
-            if committing is not None:
-                await committing
-        finally:
-            if committing is not None and not committing.done():
-                # Not cancelled (the agent is stopping): the transaction runs in a thread and ends on its own.
-                committing.add_done_callback(lambda done: done.cancelled() or done.exception())
-
-    async def _commit(self, prepared: Prepared) -> None:
-        with self._failing():  # at once, not when the next batch comes: the agent may be idle till then
-            committed = await self.sink.commit(self.agent, prepared.effects)
-            async with self._tables:
-                self._finish(prepared, committed)
-
-    @contextmanager
-    def _failing(self):
-        """Bad input is not an error here (it becomes a dead letter or a rejection); anything else is a
-        bug or a transaction that could not commit. Nothing of the batch is visible or committed, and
-        its records are not processed again by this process: the worker stops (`on_batch_failure`), and
-        on restart they are read again from the committed offsets."""
-        try:
-            yield
+            await self._run(events)
         except Exception as exc:
+            # Bad input is not an error here (it becomes a dead letter or a rejection); anything else
+            # is a bug or a transaction that could not commit. Nothing of the batch is visible or
+            # committed, and its records are not processed again by this process: the worker stops,
+            # and on restart they are read again from the committed offsets.
             for table in self.written:
                 table.discard()
             if self.pipeline.on_batch_failure is not None:
@@ -304,66 +242,41 @@ class Batch:
                                  {changelog: table.persisted_offset(partition) for changelog, table in by_changelog.items()},
                                  lambda changelog, records: by_changelog[changelog].restore(partition, records))
 
-    async def _prepare(self, events) -> Prepared | None:
+    async def _run(self, events) -> None:
         started = time.monotonic()
-        agent, sink = self.agent, self.sink
+        pipeline, agent, sink = self.pipeline, self.agent, self.sink
         written, handle = self.written, self.handle
         records: dict[int, list[Outgoing]] = {}
         offsets: dict[int, dict[str, int]] = {}
         keys: dict[int, list[str]] = {}
-        owners: dict[int, object] = {}
         for partition in {event.message.partition for event in events}:
             if sink.needs_catch_up(agent, partition):
                 await self._catch_up(partition)
         for event in events:
             message = event.message
             partition = message.partition
-            owner = sink.accepts(agent, message.topic, partition, message.offset)
-            if not owner:
+            if not sink.accepts(agent, message.topic, partition, message.offset):
                 continue  # processed already, or the partition is no longer ours
-            known = owners.get(partition)
-            if known is not owner:
-                if known is not None:
-                    # The partition's task was replaced while this batch awaited (a rebalance during a
-                    # view handoff): its records are not all one task's. Stop; they are read again.
-                    raise RuntimeError(f"{agent}[{partition}]: its task changed within a batch")
-                owners[partition] = owner
-                for table in written:
-                    table.keep_owner(partition, owner)  # writes a replaced task left in flight are not state
             for table in written:
                 table.partition = partition
             out = handle(event.key, event.value, Origin(message.topic, partition, message.offset))
             records.setdefault(partition, []).extend(await out if self.is_async else out)
             offsets.setdefault(partition, {})[message.topic] = message.offset + 1
             keys.setdefault(partition, []).append(key_text(event))
+        if not offsets:
+            return
+        encode = pipeline.codec.encode
+        effects = [PartitionEffects(partition, [(t.changelog, t.take(partition)) for t in written],
+                                    encoded(coalesce(records[partition]), encode), offsets[partition])
+                   for partition in offsets]
         for table in written:
             table.partition = None
-        if not offsets:
-            return None
-        self._batches += 1
-        batch_id = self._batches
-        encode = self.pipeline.codec.encode
-        effects = [PartitionEffects(partition, [(t.changelog, t.take(partition, batch_id, owners[partition]))
-                                                for t in written],
-                                    encoded(coalesce(records[partition]), encode), offsets[partition],
-                                    owner=owners[partition] if owners[partition] is not True else None)
-                   for partition in offsets]
-        return Prepared(batch_id, events, effects, keys, started)
-
-    def _finish(self, prepared: Prepared, committed: list[PartitionEffects]) -> None:
-        """The committed effects applied to local state, the rest's in-flight writes dropped; then the
-        waiters and metrics told."""
-        pipeline, written, sink = self.pipeline, self.written, self.sink
-        done = {id(effect) for effect in committed}
-        for effect in prepared.effects:
-            if id(effect) in done and sink.owns(self.agent, effect.partition, effect.owner):
-                for table, (changelog, entries) in zip(written, effect.changelogs):
-                    if entries:
-                        table.apply(effect.partition, entries, effect.changelog_offsets.get(changelog), prepared.id)
-            else:
-                for table in written:
-                    table.drop(effect.partition, prepared.id)
-        pipeline.handled[self.agent] += len(prepared.events)
+        committed = await sink.commit(agent, effects)
+        for effect in committed:
+            for table, (changelog, entries) in zip(written, effect.changelogs):
+                if entries:
+                    table.apply(effect.partition, entries, effect.changelog_offsets.get(changelog))
+        pipeline.handled[agent] += len(events)
         if self.answers:
             recent, notify = pipeline.recent_outcomes, pipeline.waiters.notify
             for effect in committed:
@@ -374,8 +287,7 @@ class Batch:
         if self.view is not None:
             notify = pipeline.waiters.notify
             for effect in committed:
-                for key in prepared.keys[effect.partition]:
+                for key in keys[effect.partition]:
                     notify(self.view, key)
         if pipeline.metrics is not None:
-            pipeline.metrics.batch_done(self.agent, time.monotonic() - prepared.started,
-                                        prepared.events[-1].message.timestamp)
+            pipeline.metrics.batch_done(agent, time.monotonic() - started, events[-1].message.timestamp)

@@ -138,7 +138,8 @@ def wire(app: faust.App, settings: Settings, *, codec: Codec | None = None, emit
                             value_type=bytes, key_serializer="raw", value_serializer="raw"))  # co-partitioned
 
         async def agent(stream):
-            await batch.run_pipelined(take_batches(stream, settings.batch_max, settings.batch_ms / 1000.0))
+            async for events in take_batches(stream, settings.batch_max, settings.batch_ms / 1000.0):
+                await batch.run(events)
         agent.__name__, agent.__qualname__, agent.__doc__ = spec.agent, f"wire.<locals>.{spec.agent}", spec.doc
         pipeline.agents[spec.agent] = app.agent(channel, concurrency=1)(agent)
 

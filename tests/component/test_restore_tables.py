@@ -37,9 +37,6 @@ class BehindSink:
     def accepts(self, agent, topic, partition, offset):
         return True
 
-    def owns(self, agent, partition, owner):
-        return True
-
     async def commit(self, agent, effects):
         self.committed.extend(effects)
         return effects

@@ -328,5 +328,5 @@ def test_records_handed_on_while_no_task_holds_the_partition_come_again_before_a
         await txns.on_assigned({tp})
     asyncio.run(revoked_then_assigned())
     assert not txns.accepts("process_account_commands", "bank.accounts.commands", 2, 5)
-    assert [bool(txns.accepts("process_account_commands", "bank.accounts.commands", 2, offset))
+    assert [txns.accepts("process_account_commands", "bank.accounts.commands", 2, offset)
             for offset in range(6)] == [True] * 6
