@@ -16,6 +16,7 @@ from ..config import Settings
 from ..contract import topics
 from ..kafka.transactions import Transactions, as_coroutine
 from . import store
+from .delivery import Delivery
 from .liveness import position_of
 
 
@@ -219,8 +220,11 @@ class TransactionalConsumer(AIOKafkaDriverConsumer):
         record, a quarter of a worker's CPU, to abandon a hand-on that blocks when the consumer is
         suspended. The hand-on blocks only on a full stream queue or suspended flow control, so that
         race is kept for a suspended consumer alone. Faust's gap bookkeeping and read offsets are kept.
+        An agent's record goes straight into its queue (`Delivery`) unless Faust's conductor has
+        something to wait for.
         """
         callback = self.callback
+        deliver = Delivery(self.app).deliver  # straight to the agents' queues where Faust's path adds nothing
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
@@ -252,7 +256,7 @@ class TransactionalConsumer(AIOKafkaDriverConsumer):
                         await self.commit()  # only trims Faust's ack bookkeeping (_commit_offsets)
                     if suspend_flow.is_set():
                         await self.wait_first(callback(message), suspend_flow.wait())
-                    else:
+                    elif not deliver(message):
                         await callback(message)
                     read_offset[tp] = offset
                 unset_flag(CONSUMER_FETCHING)

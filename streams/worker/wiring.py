@@ -21,23 +21,13 @@ from ..services.projections import FoldCodec
 from ..http.api import register_routes
 from .app import end_recovery_past_markers, fence_before_recovery, rejoin_group, skip_untracked_changelog_events
 from .batches import BatchedTable, take_batches
+from .delivery import RawBytes
 from .liveness import watch as watch_for_stalls
 from .metrics import instrument
 from .pipeline import Batch, Emitter, LocalSink, Pipeline, Sink, restore_tables
 from .view_agent import ViewAgent
 
 log = logging.getLogger(__name__)
-
-
-class RawBytes(faust.Schema):
-    """Keys and values as the broker gave them, for the services decode them (Avro) themselves: what
-    Faust's "raw" serializer returns, without its codec registry's lookups for every record."""
-
-    def loads_key(self, app, message, *, loads=None, serializer=None):
-        return message.key
-
-    def loads_value(self, app, message, *, loads=None, serializer=None):
-        return message.value
 
 
 def _table(app: faust.App, name: str, settings: Settings, help: str) -> faust.Table:

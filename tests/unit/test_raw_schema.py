@@ -1,7 +1,7 @@
-"""The agents' topics hand records on as the broker gave them (streams.worker.wiring.RawBytes)."""
+"""The agents' topics hand records on as the broker gave them (streams.worker.delivery.RawBytes)."""
 from types import SimpleNamespace
 
-from streams.worker.wiring import RawBytes
+from streams.worker.delivery import RawBytes
 
 
 def test_given_a_record_then_its_key_and_value_come_unchanged():

@@ -36,7 +36,9 @@ class Script:
         self.fetcher = SimpleNamespace(_stopped=stopped)
         self.diag = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
         self._commit_every = None
-        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: False))
+        # No agent reads TP0 here (nothing for `Delivery`): every record goes through `callback`.
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: False, _tp_to_callback={},
+                                                          _tp_index={}, _tp_to_callback_lock=asyncio.Lock()))
         self.should_stop = False
         self.suspend_flow = asyncio.Event()
         self.consumer_stopped_errors = ()
@@ -66,7 +68,7 @@ class Script:
             self.fetch_index += 1
             self.fetched_at = self.fence.fetched() if self.fence is not None else None
             for offset in self.fetches[self.fetch_index]:
-                yield TP0, SimpleNamespace(offset=offset, topic=TP0.topic, key=None, value=None)
+                yield TP0, SimpleNamespace(offset=offset, topic=TP0.topic, tp=TP0, key=None, value=None)
                 if not self.during:
                     self.seek(offset)
         if self.fence is None:
