@@ -2,8 +2,8 @@
 
 Faust hands each record to its conductor, which per record takes a lock, awaits flow control and
 the producer buffer, builds an `Event` through the channel's schema and `app.create_event`, and puts
-it into each subscribed channel's queue: a fifth of a worker's event loop in bulk deposits (py-spy,
-bench/RESULTS.md). Our agents read raw bytes (`RawBytes`) and take from their queues in batches
+it into each subscribed channel's queue: about a tenth of a worker's event loop in bulk deposits
+(py-spy, bench/RESULTS.md). Our agents read raw bytes (`RawBytes`) and take from their queues in batches
 (`streams.worker.batches.take_batches`), needing only a record's key, value and Faust message.
 `Delivery` puts such a record into those queues directly, as Faust would, with the same
 back-pressure (`put_nowait_enhanced`, pausing the partition's fetch when a queue fills). Whenever
